@@ -1,0 +1,20 @@
+"""lrjax: learning-rate scheduling for JAX and Optax."""
+
+from lrjax.plotting import plot_schedules
+from lrjax.schedules import (FunctionSchedule, Schedule, clip, constant, cosine_decay,
+                             cosine_restarts, create, cyclic, exponential_decay,
+                             from_config, inverse_sqrt, inverse_time_decay, join, linear,
+                             multistep_decay, one_cycle, piecewise_constant,
+                             piecewise_linear, polynomial, product, scale,
+                             schedule_names, step_decay, warmup, warmup_cosine_decay, wsd)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FunctionSchedule", "Schedule", "clip", "constant", "cosine_decay",
+    "cosine_restarts", "create", "cyclic", "exponential_decay", "from_config",
+    "inverse_sqrt", "inverse_time_decay", "join", "linear", "multistep_decay",
+    "one_cycle", "piecewise_constant", "piecewise_linear", "plot_schedules",
+    "polynomial", "product", "scale", "schedule_names", "step_decay", "warmup",
+    "warmup_cosine_decay", "wsd", "__version__",
+]

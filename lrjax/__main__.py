@@ -1,0 +1,5 @@
+import sys
+
+from lrjax.cli import main
+
+sys.exit(main())

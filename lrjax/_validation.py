@@ -1,0 +1,129 @@
+"""Eager argument checks shared by every lrjax constructor.
+
+Each check looks only at concrete values: an argument that is a JAX tracer (a
+schedule built inside ``jit`` or differentiated with ``grad``) is accepted as
+is, since its value is unknown until run time. Every failure raises
+``ValueError`` that names the public function, the argument and the value, e.g.
+``lrjax.wsd: decay_steps must be > 0, got decay_steps=0``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+from typing import Any, Callable, Iterable
+
+import jax
+import numpy as np
+
+
+def concrete(value: Any) -> np.ndarray | None:
+  """``value`` as a NumPy array, or ``None`` when it is traced or not numeric."""
+  if isinstance(value, (bool, np.bool_)):
+    return None
+  if isinstance(value, jax.core.Tracer):
+    return None
+  if isinstance(value, (numbers.Number, np.ndarray, np.generic, jax.Array)):
+    try:
+      return np.asarray(value)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+      return None
+  if isinstance(value, (list, tuple)) and value and all(
+      isinstance(v, (numbers.Number, np.generic, np.ndarray, jax.Array))
+      and not isinstance(v, (bool, jax.core.Tracer)) for v in value):
+    return np.asarray([np.asarray(v) for v in value])
+  return None
+
+
+def _fmt(value: Any) -> str:
+  arr = concrete(value)
+  if arr is not None and arr.ndim == 0:
+    return repr(arr.item())
+  if arr is not None:
+    return repr(arr.tolist())
+  return repr(value)
+
+
+def fail(fn: str, name: str, requirement: str, value: Any) -> None:
+  raise ValueError(
+      f"lrjax.{fn}: {name} must be {requirement}, got {name}={_fmt(value)}")
+
+
+def check(fn: str, name: str, value: Any, predicate: Callable[[np.ndarray], Any],
+          requirement: str) -> None:
+  """Raises unless ``predicate`` holds for every element of a concrete ``value``."""
+  arr = concrete(value)
+  if arr is None:
+    return
+  if not np.all(predicate(arr)):
+    fail(fn, name, requirement, value)
+
+
+def positive(fn: str, name: str, value: Any) -> None:
+  check(fn, name, value, lambda a: a > 0, "> 0")
+
+
+def non_negative(fn: str, name: str, value: Any) -> None:
+  check(fn, name, value, lambda a: a >= 0, ">= 0")
+
+
+def in_range(fn: str, name: str, value: Any, lo: float, hi: float,
+             lo_open: bool = True, hi_open: bool = True) -> None:
+  def ok(a):
+    left = a > lo if lo_open else a >= lo
+    right = a < hi if hi_open else a <= hi
+    return left & right
+  interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+  check(fn, name, value, ok, f"in {interval}")
+
+
+def one_of(fn: str, name: str, value: Any, choices: Iterable[Any]) -> None:
+  choices = tuple(choices)
+  if value not in choices:
+    options = " | ".join(repr(c) for c in choices)
+    raise ValueError(
+        f"lrjax.{fn}: {name} must be one of {options}, got {name}={value!r}")
+
+
+def increasing(fn: str, name: str, value: Any, strict: bool = True) -> None:
+  arr = concrete(value)
+  if arr is None or arr.size < 2:
+    return
+  diffs = np.diff(arr.reshape(-1))
+  if not np.all(diffs > 0 if strict else diffs >= 0):
+    order = "strictly increasing" if strict else "sorted (non-decreasing)"
+    fail(fn, name, order, value)
+
+
+def _is_schedule_like(value: Any) -> bool:
+  return callable(value) or isinstance(value, dict)
+
+
+def checks_finite(fn: Callable) -> Callable:
+  """Decorates a public constructor: every concrete numeric argument is finite.
+
+  The one place where non-finite numbers are refused, so each constructor only
+  states its own rules.
+  """
+  signature = inspect.signature(fn)
+
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    try:
+      bound = signature.bind(*args, **kwargs)
+    except TypeError as e:
+      raise TypeError(f"lrjax.{fn.__name__}: {e}") from None
+    for name, value in bound.arguments.items():
+      param = signature.parameters[name]
+      values = value if param.kind is param.VAR_POSITIONAL else (value,)
+      for v in values:
+        if _is_schedule_like(v):
+          continue
+        arr = concrete(v)
+        if arr is not None and arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+          fail(fn.__name__, name, "finite", v)
+    return fn(*args, **kwargs)
+
+  wrapper.__signature__ = signature  # type: ignore[attr-defined]
+  return wrapper

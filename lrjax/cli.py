@@ -1,0 +1,165 @@
+"""The ``lrjax`` command line.
+
+``lrjax plot SPEC [SPEC ...] --steps N -o out.png`` draws schedules, where SPEC
+is ``name:key=value,...`` (values are JSON: numbers, strings, lists) or the
+path of a JSON file holding a schedule config. ``lrjax list`` prints the
+schedule names. Bad input gets one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+
+class CLIError(Exception):
+  """A user error: printed as one line, exit status 2."""
+
+
+def _split_top_level(text: str) -> list[str]:
+  """Splits ``a=1,b=[1,2]`` on the commas outside brackets and quotes."""
+  parts, depth, quote, current = [], 0, None, []
+  for ch in text:
+    if quote:
+      quote = None if ch == quote else quote
+    elif ch in "\"'":
+      quote = ch
+    elif ch in "[{(":
+      depth += 1
+    elif ch in "]})":
+      depth -= 1
+    elif ch == "," and depth == 0:
+      parts.append("".join(current))
+      current = []
+      continue
+    current.append(ch)
+  parts.append("".join(current))
+  return [p for p in parts if p.strip()]
+
+
+def _parse_value(text: str) -> Any:
+  text = text.strip()
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError:
+    pass
+  try:
+    return json.loads(text.replace("'", '"'))
+  except json.JSONDecodeError:
+    return text  # a bare word, e.g. mode=triangular2
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+  """``"name:k=v,..."`` or a JSON file path -> (label, config dict)."""
+  if spec.endswith(".json") or os.path.isfile(spec):
+    try:
+      with open(spec) as f:
+        config = json.load(f)
+    except OSError as e:
+      raise CLIError(f"cannot read schedule file {spec!r}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+      raise CLIError(f"schedule file {spec!r} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or "name" not in config:
+      raise CLIError(f"schedule file {spec!r} must hold a JSON object with a 'name' key")
+    return os.path.splitext(os.path.basename(spec))[0], config
+  name, _, rest = spec.partition(":")
+  name = name.strip()
+  if not name:
+    raise CLIError(f"bad schedule spec {spec!r}: expected name:key=value,...")
+  config: dict[str, Any] = {"name": name}
+  for item in _split_top_level(rest):
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+      raise CLIError(f"bad schedule spec {spec!r}: {item!r} is not key=value")
+    config[key.strip()] = _parse_value(value)
+  return spec, config
+
+
+def _build(config: dict[str, Any]):
+  import lrjax
+  try:
+    return lrjax.from_config(config)
+  except (ValueError, TypeError) as e:
+    raise CLIError(str(e)) from None
+
+
+def _positive_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+  if value <= 0:
+    raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+  return value
+
+
+def _cmd_plot(args) -> int:
+  import lrjax
+  schedules = {}
+  for spec in args.specs:
+    label, config = parse_spec(spec)
+    schedules[label] = _build(config)
+  out_dir = os.path.dirname(os.path.abspath(args.output))
+  if not os.path.isdir(out_dir):
+    raise CLIError(f"cannot write {args.output!r}: folder {out_dir!r} does not exist")
+  if not os.access(out_dir, os.W_OK):
+    raise CLIError(f"cannot write {args.output!r}: folder {out_dir!r} is not writable")
+  try:
+    lrjax.plot_schedules(schedules, args.steps, path=args.output, log_scale=args.log)
+  except ImportError as e:
+    raise CLIError(str(e)) from None
+  except ValueError as e:
+    raise CLIError(str(e)) from None
+  print(f"wrote {args.output} ({len(schedules)} schedule(s), {args.steps} steps)")
+  return 0
+
+
+def _cmd_list(args) -> int:
+  import lrjax
+  for name in lrjax.schedule_names():
+    if name != "function":
+      print(name)
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  import lrjax
+  parser = argparse.ArgumentParser(
+      prog="lrjax", description="Learning-rate schedules for JAX and Optax.")
+  parser.add_argument("--version", action="version", version=f"lrjax {lrjax.__version__}")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+  plot = sub.add_parser(
+      "plot", help="draw schedules to an image",
+      description="Draw schedules to an image. SPEC is name:key=value,... "
+      "(e.g. cosine_decay:init_value=0.1,decay_steps=1000) or a JSON config file.")
+  plot.add_argument("specs", nargs="+", metavar="SPEC")
+  plot.add_argument("--steps", type=_positive_int, default=1000,
+                    help="number of steps to draw (default 1000)")
+  plot.add_argument("-o", "--output", default="schedules.png",
+                    help="image path (default schedules.png)")
+  plot.add_argument("--log", action="store_true", help="logarithmic learning-rate axis")
+  plot.set_defaults(func=_cmd_plot)
+  lst = sub.add_parser("list", help="list the schedule names")
+  lst.set_defaults(func=_cmd_list)
+  return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if not getattr(args, "command", None):
+    parser.print_usage(sys.stderr)
+    print("lrjax: error: a command is required (plot, list)", file=sys.stderr)
+    return 2
+  try:
+    return args.func(args)
+  except CLIError as e:
+    print(f"lrjax: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

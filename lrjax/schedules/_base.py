@@ -1,0 +1,225 @@
+"""The schedule base class, the name registry and the config round trip.
+
+A schedule is an immutable dataclass registered as a JAX pytree: numeric
+hyperparameters are leaves, structural choices (a mode, a shape) are static
+fields. Public constructors (``lrjax.cosine_decay`` ...) validate their
+arguments and build the object; unflattening a pytree (inside ``jit``,
+``vmap``, ``grad``) never re-validates, so traced and batched leaves are fine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Callable, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrjax import _validation
+
+_REGISTRY: dict[str, Callable[..., "Schedule"]] = {}
+
+
+def float_dtype() -> jnp.dtype:
+  """float32, or float64 when ``jax_enable_x64`` is on."""
+  return jnp.dtype(jnp.result_type(float))
+
+
+def as_float(x: Any) -> jax.Array:
+  return jnp.asarray(x, dtype=float_dtype())
+
+
+def static(**kwargs) -> Any:
+  """A dataclass field that is static pytree metadata (mode, shape)."""
+  return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+class Schedule:
+  """Base class of every lrjax pure schedule: ``step -> learning rate``.
+
+  Subclasses implement ``_value(t)`` for a float array ``t`` of steps (already
+  clipped at 0). Calling a schedule accepts a Python number or an array of
+  steps, int or float, and returns float32 (float64 under x64) of the same shape.
+  """
+
+  name: ClassVar[str] = "schedule"
+
+  def __call__(self, step: jax.typing.ArrayLike) -> jax.Array:
+    t = jnp.maximum(as_float(step), 0)
+    return as_float(self._value(t))
+
+  def _value(self, t: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def config_args(self) -> dict[str, Any]:
+    """The constructor's keyword arguments that rebuild this schedule."""
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+  def to_config(self) -> dict[str, Any]:
+    """A JSON-serialisable dict; ``lrjax.from_config`` rebuilds the schedule.
+
+    >>> import lrjax
+    >>> lrjax.step_decay(0.1, 30).to_config()
+    {'name': 'step_decay', 'init_value': 0.1, 'step_size': 30, 'gamma': 0.1}
+    """
+    out: dict[str, Any] = {"name": self.name}
+    for key, value in self.config_args().items():
+      out[key] = _to_json(value, self.name)
+    return out
+
+  def __repr__(self) -> str:
+    args = ", ".join(f"{k}={_repr_value(v)}" for k, v in self.config_args().items())
+    return f"lrjax.{self.name}({args})"
+
+
+def schedule_class(name: str):
+  """Makes ``cls`` a frozen dataclass pytree whose public constructor is ``name``."""
+
+  def wrap(cls):
+    cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+    cls.name = name
+    jax.tree_util.register_dataclass(cls)
+    return cls
+
+  return wrap
+
+
+def public(fn: Callable[..., Schedule]) -> Callable[..., Schedule]:
+  """Registers a public constructor by name and refuses non-finite numbers."""
+  wrapped = _validation.checks_finite(fn)
+  _REGISTRY[fn.__name__] = wrapped
+  return wrapped
+
+
+@schedule_class("function")
+class FunctionSchedule(Schedule):
+  """Wraps an arbitrary ``step -> value`` callable (e.g. an Optax schedule).
+
+  The callable is static metadata: it cannot be serialised by ``to_config``.
+  """
+
+  fn: Callable[[jax.Array], jax.Array] = static()
+
+  def __call__(self, step):
+    return as_float(self.fn(jnp.maximum(jnp.asarray(step), 0)))
+
+  def to_config(self):
+    raise ValueError(
+        f"lrjax.to_config: {self.fn!r} is an arbitrary callable, not an lrjax "
+        "schedule; only lrjax schedules can be serialised")
+
+  def __repr__(self):
+    return f"lrjax.FunctionSchedule({self.fn!r})"
+
+
+def as_schedule(value: Any, fn: str, name: str) -> Schedule:
+  """A float becomes ``constant``; a callable is wrapped; a schedule stays."""
+  if isinstance(value, Schedule):
+    return value
+  if isinstance(value, dict):
+    return from_config(value)
+  if callable(value):
+    return FunctionSchedule(value)
+  arr = _validation.concrete(value)
+  if arr is not None and arr.ndim == 0 or isinstance(value, jax.core.Tracer):
+    return _REGISTRY["constant"](value)
+  raise ValueError(
+      f"lrjax.{fn}: {name} must be a schedule, a callable or a number, "
+      f"got {name}={value!r}")
+
+
+def _to_json(value: Any, where: str) -> Any:
+  if isinstance(value, Schedule):
+    return value.to_config()
+  if isinstance(value, (list, tuple)):
+    return [_to_json(v, where) for v in value]
+  if value is None or isinstance(value, (str, bool)):
+    return value
+  if isinstance(value, jax.core.Tracer):
+    raise ValueError(f"lrjax.to_config: {where} holds a traced value; "
+                     "call to_config outside jit/vmap/grad")
+  arr = np.asarray(value)
+  return arr.tolist()
+
+
+def _repr_value(value: Any) -> str:
+  if isinstance(value, Schedule):
+    return repr(value)
+  if isinstance(value, (list, tuple)):
+    return "[" + ", ".join(_repr_value(v) for v in value) + "]"
+  if isinstance(value, (jax.Array, np.ndarray, np.generic)) and not isinstance(
+      value, jax.core.Tracer):
+    return repr(np.asarray(value).tolist())
+  return repr(value)
+
+
+def _from_json(value: Any) -> Any:
+  if isinstance(value, dict) and "name" in value:
+    return from_config(value)
+  if isinstance(value, list) and value and all(
+      isinstance(v, dict) and "name" in v for v in value):
+    return [from_config(v) for v in value]
+  return value
+
+
+def from_config(config: dict[str, Any]) -> Schedule:
+  """Rebuilds a schedule from ``Schedule.to_config()`` output (nested too).
+
+  Args:
+    config: a dict with ``"name"`` (a public constructor) and its arguments.
+
+  Returns:
+    The schedule that ``lrjax.<name>(**arguments)`` builds.
+
+  Example:
+    >>> import lrjax
+    >>> s = lrjax.from_config({"name": "cosine_decay", "init_value": 1.0,
+    ...                        "decay_steps": 100})
+    >>> print(f"{float(s(50)):.2f}")
+    0.50
+  """
+  if not isinstance(config, dict) or "name" not in config:
+    raise ValueError(
+        f"lrjax.from_config: config must be a dict with a 'name' key, got {config!r}")
+  kwargs = dict(config)
+  name = kwargs.pop("name")
+  return create(name, **{k: _from_json(v) for k, v in kwargs.items()})
+
+
+def create(name: str, **kwargs: Any) -> Schedule:
+  """Builds a schedule by its constructor's name: ``create("wsd", ...)``.
+
+  Args:
+    name: the name of a public lrjax schedule constructor.
+    **kwargs: its arguments.
+
+  Returns:
+    The schedule.
+
+  Example:
+    >>> import lrjax
+    >>> s = lrjax.create("step_decay", init_value=1.0, step_size=10)
+    >>> print(round(float(s(10)), 6))
+    0.1
+  """
+  if name not in _REGISTRY:
+    known = ", ".join(sorted(_REGISTRY))
+    raise ValueError(f"lrjax.create: unknown schedule name {name!r}; known: {known}")
+  factory = _REGISTRY[name]
+  signature = inspect.signature(factory)
+  var = [p for p in signature.parameters.values() if p.kind is p.VAR_POSITIONAL]
+  if var and var[0].name in kwargs:
+    args = kwargs.pop(var[0].name)
+    return factory(*args, **kwargs)
+  try:
+    signature.bind(**kwargs)
+  except TypeError as e:
+    raise ValueError(f"lrjax.{name}: {e}") from None
+  return factory(**kwargs)
+
+
+def schedule_names() -> list[str]:
+  """The names ``create`` and ``from_config`` accept, sorted."""
+  return sorted(_REGISTRY)
