@@ -44,8 +44,11 @@ def _poly_fraction(t, begin, steps, cycle):
   local = jnp.maximum(t - begin, 0)
   if cycle:
     mult = jnp.where(local == 0, 1.0, jnp.ceil(local / steps))
-    return local / (steps * mult)
-  return jnp.minimum(local, steps) / steps
+    frac = local / (steps * mult)
+  else:
+    frac = jnp.minimum(local, steps) / steps
+  # XLA may turn x / c into x * (1 / c), which can land a hair above 1.
+  return jnp.clip(frac, 0, 1)
 
 
 @schedule_class("polynomial")

@@ -113,7 +113,7 @@ class WSD(Schedule):
     w = as_float(self.warmup_steps)
     up = init + (peak - init) * t / jnp.where(w > 0, w, 1)
     d = as_float(self.decay_steps)
-    frac = jnp.clip(t - w - self.stable_steps, 0, d) / d
+    frac = jnp.clip(jnp.clip(t - w - self.stable_steps, 0, d) / d, 0, 1)
     if self.decay_shape == "1-sqrt":
       shape = 1 - jnp.sqrt(frac)
     elif self.decay_shape == "linear":
