@@ -151,21 +151,25 @@ class CosineRestarts(Schedule):
 
   def _value(self, t):
     t0 = as_float(self.first_period)
-    mult = as_float(self.period_mult)
-    geometric = mult != 1
-    safe = jnp.where(geometric, mult, 2.0)
-    # Period i starts at t0 * (mult**i - 1) / (mult - 1) (t0 * i when mult == 1).
+    m = as_float(self.period_mult)
+    log_m = jnp.log(m)
+    near_one = jnp.abs(log_m) < 1e-6
+    safe_m = jnp.where(near_one, 2.0, m)
+    safe_log = jnp.log(safe_m)
+
     def start(i):
-      return jnp.where(geometric, t0 * (safe ** i - 1) / (safe - 1), t0 * i)
-    guess = jnp.where(geometric,
-                      jnp.floor(jnp.log1p(t / t0 * (safe - 1)) / jnp.log(safe)),
-                      jnp.floor(t / t0))
-    guess = jnp.maximum(guess, 0)
+      # Period i starts at t0 * (m**i - 1) / (m - 1); its m -> 1 limit is t0 * i,
+      # and the series keeps the derivative in m right at m = 1.
+      series = i * (1 + (i - 1) * log_m / 2)
+      return t0 * jnp.where(near_one, series, (safe_m ** i - 1) / (safe_m - 1))
+
+    guess = jnp.where(near_one, jnp.floor(t / t0),
+                      jnp.floor(jnp.log1p(t / t0 * (safe_m - 1)) / safe_log))
+    guess = jnp.maximum(jax.lax.stop_gradient(guess), 0)
     # Rounding in the logarithm can be off by one at a boundary: correct it.
     i = jnp.where(t < start(guess), guess - 1, guess)
-    i = jnp.where(t >= start(i + 1), i + 1, i)
-    period = t0 * jnp.where(geometric, safe ** i, 1.0)
-    frac = (t - start(i)) / period
+    i = jax.lax.stop_gradient(jnp.where(t >= start(i + 1), i + 1, i))
+    frac = (t - start(i)) / (t0 * m ** i)
     init, end = as_float(self.init_value), as_float(self.end_value)
     return end + (init - end) * as_float(self.peak_decay) ** i * half_cosine(frac)
 
