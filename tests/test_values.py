@@ -139,3 +139,12 @@ def test_nested_join_of_piecewise_pieces():
   np.testing.assert_allclose(s(t), want, rtol=1e-6)
   outer = lrjax.join([s, lrjax.constant(0.0)], [12])
   np.testing.assert_allclose(outer(np.arange(14)), want + [0, 0], rtol=1e-6)
+
+
+def test_interpolation_ends_are_exact_in_float32():
+  """Regression: ``a + (b - a) * 1`` missed a small ``b`` by 0.2% in float32."""
+  s = lrjax.one_cycle(1.0, 60, 0.25, "linear")
+  assert float(s(59)) == np.float32(1.0 / 25 / 1e4)
+  w = lrjax.warmup(lrjax.cosine_decay(1.0, 100), 10, 1e-4, "cosine")
+  assert float(w(0)) == np.float32(1e-4)
+  assert float(lrjax.linear(1.0, 1e-6, 10)(10)) == np.float32(1e-6)

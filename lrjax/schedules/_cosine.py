@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import Schedule, as_float, public, schedule_class, static
+from lrjax.schedules._base import (Schedule, as_float, lerp, public, schedule_class,
+                                   static)
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -19,8 +20,8 @@ def half_cosine(frac: jax.Array) -> jax.Array:
 
 
 def cosine_between(start, end, frac, exponent=1.0):
-  """Cosine interpolation from ``start`` (frac 0) to ``end`` (frac 1)."""
-  return end + (start - end) * half_cosine(frac) ** exponent
+  """Cosine interpolation from ``start`` (frac 0) to ``end`` (frac 1), exact at both."""
+  return lerp(end, start, half_cosine(frac) ** exponent)
 
 
 @schedule_class("cosine_decay")
@@ -87,7 +88,7 @@ class WarmupCosineDecay(Schedule):
   def _value(self, t):
     init, peak = as_float(self.init_value), as_float(self.peak_value)
     w = as_float(self.warmup_steps)
-    ramp = init + (peak - init) * t / jnp.where(w > 0, w, 1)
+    ramp = lerp(init, peak, t / jnp.where(w > 0, w, 1))
     length = self.decay_steps - w
     frac = jnp.clip(t - w, 0, length) / length
     decay = cosine_between(peak, as_float(self.end_value), frac, as_float(self.exponent))
@@ -171,7 +172,7 @@ class CosineRestarts(Schedule):
     i = jax.lax.stop_gradient(jnp.where(t >= start(i + 1), i + 1, i))
     frac = (t - start(i)) / (t0 * m ** i)
     init, end = as_float(self.init_value), as_float(self.end_value)
-    return end + (init - end) * as_float(self.peak_decay) ** i * half_cosine(frac)
+    return lerp(end, init, as_float(self.peak_decay) ** i * half_cosine(frac))
 
 
 @public
@@ -246,7 +247,7 @@ class Cyclic(Schedule):
     else:
       factor = as_float(self.gamma) ** t
     base = as_float(self.base_value)
-    return base + (as_float(self.max_value) - base) * s * factor
+    return lerp(base, as_float(self.max_value), s * factor)
 
 
 @public
@@ -326,7 +327,7 @@ class OneCycle(Schedule):
       if self.anneal == "cos":
         piece = cosine_between(levels[k], levels[k + 1], frac)
       else:
-        piece = levels[k] + (levels[k + 1] - levels[k]) * frac
+        piece = lerp(levels[k], levels[k + 1], frac)
       active = t > start if k else t >= start
       value = jnp.where(active, piece, value)
       start = end

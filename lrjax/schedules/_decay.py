@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import Schedule, as_float, public, schedule_class, static
+from lrjax.schedules._base import (Schedule, as_float, lerp, public, schedule_class,
+                                   static)
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -63,7 +64,7 @@ class Polynomial(Schedule):
   def _value(self, t):
     frac = _poly_fraction(t, self.transition_begin, self.transition_steps, self.cycle)
     init, end = as_float(self.init_value), as_float(self.end_value)
-    return (init - end) * (1 - frac) ** as_float(self.power) + end
+    return lerp(end, init, (1 - frac) ** as_float(self.power))
 
 
 @schedule_class("linear")
@@ -76,7 +77,7 @@ class Linear(Schedule):
   def _value(self, t):
     frac = _poly_fraction(t, self.transition_begin, self.transition_steps, False)
     init, end = as_float(self.init_value), as_float(self.end_value)
-    return init + (end - init) * frac
+    return lerp(init, end, frac)
 
 
 def _check_transition(fn, transition_steps, transition_begin):

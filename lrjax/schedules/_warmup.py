@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, as_schedule, public,
+from lrjax.schedules._base import (Schedule, as_float, as_schedule, lerp, public,
                                    schedule_class, static)
 from lrjax.schedules._cosine import cosine_between, half_cosine
 
@@ -22,7 +22,7 @@ _WARMUP_SHAPES = ("linear", "cosine", "exponential")
 def ramp(init, target, frac, shape: str):
   """From ``init`` (frac 0) to ``target`` (frac 1) in the given shape."""
   if shape == "linear":
-    return init + (target - init) * frac
+    return lerp(init, target, frac)
   if shape == "cosine":
     return cosine_between(init, target, frac)
   return init * (target / init) ** frac
@@ -111,7 +111,7 @@ class WSD(Schedule):
     peak, init, end = (as_float(x) for x in (self.peak_value, self.init_value,
                                              self.end_value))
     w = as_float(self.warmup_steps)
-    up = init + (peak - init) * t / jnp.where(w > 0, w, 1)
+    up = lerp(init, peak, t / jnp.where(w > 0, w, 1))
     d = as_float(self.decay_steps)
     frac = jnp.clip(jnp.clip(t - w - self.stable_steps, 0, d) / d, 0, 1)
     if self.decay_shape == "1-sqrt":
@@ -120,7 +120,7 @@ class WSD(Schedule):
       shape = 1 - frac
     else:
       shape = half_cosine(frac)
-    return jnp.where(t < w, up, end + (peak - end) * shape)
+    return jnp.where(t < w, up, lerp(end, peak, shape))
 
 
 @public
