@@ -56,9 +56,9 @@ def plot_schedules(schedules: Mapping[str, Any], steps: int, path: Optional[str]
   if log_scale:
     ax.set_yscale("log")
   ax.grid(True, alpha=0.3)
-  ax.legend(loc="best", fontsize="small")
+  # Below the axes, so long labels never hide a curve.
+  ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize="small", frameon=False)
   ax.set_title("learning-rate schedules")
   if path is not None:
-    ax.figure.tight_layout()
-    ax.figure.savefig(path)
+    ax.figure.savefig(path, bbox_inches="tight")
   return ax
