@@ -148,3 +148,8 @@ def test_interpolation_ends_are_exact_in_float32():
   w = lrjax.warmup(lrjax.cosine_decay(1.0, 100), 10, 1e-4, "cosine")
   assert float(w(0)) == np.float32(1e-4)
   assert float(lrjax.linear(1.0, 1e-6, 10)(10)) == np.float32(1e-6)
+  # Regression: under jit, (t - s) / (e - s) came out 0.99999994 at the last step,
+  # leaving one_cycle's final value 1.5% high.
+  s = lrjax.one_cycle(1.0, 123, 0.05078125, "linear")
+  for t in (122, 1499):
+    assert float(jax.jit(s)(np.float32(t))) == np.float32(1.0 / 25 / 1e4)

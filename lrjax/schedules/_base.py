@@ -31,6 +31,18 @@ def as_float(x: Any) -> jax.Array:
   return jnp.asarray(x, dtype=float_dtype())
 
 
+def fraction(done: Any, total: Any) -> jax.Array:
+  """``done / total`` clipped to [0, 1], exactly 1 once ``done >= total``.
+
+  XLA may compute ``x / c`` as ``x * (1 / c)``, which lands a hair off 1 at
+  the end of a phase (a final value 1.5% off after a lerp to a small end) or
+  above it (``(1 - f) ** p`` is then NaN). Every phase fraction goes through here.
+  """
+  done, total = as_float(done), as_float(total)
+  safe = jnp.where(total > 0, total, 1)
+  return jnp.where(done >= total, 1.0, jnp.clip(done / safe, 0, 1))
+
+
 def lerp(start: Any, end: Any, frac: Any) -> jax.Array:
   """``start`` at frac 0, ``end`` at frac 1, exactly at both ends.
 

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, lerp, public, schedule_class,
-                                   static)
+from lrjax.schedules._base import (Schedule, as_float, fraction, lerp, public,
+                                   schedule_class, static)
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -32,7 +32,7 @@ class CosineDecay(Schedule):
   exponent: Any = 1.0
 
   def _value(self, t):
-    frac = jnp.minimum(t, self.decay_steps) / self.decay_steps
+    frac = fraction(t, self.decay_steps)
     return cosine_between(as_float(self.init_value), as_float(self.end_value), frac,
                           as_float(self.exponent))
 
@@ -90,7 +90,7 @@ class WarmupCosineDecay(Schedule):
     w = as_float(self.warmup_steps)
     ramp = lerp(init, peak, t / jnp.where(w > 0, w, 1))
     length = self.decay_steps - w
-    frac = jnp.clip(t - w, 0, length) / length
+    frac = fraction(t - w, length)
     decay = cosine_between(peak, as_float(self.end_value), frac, as_float(self.exponent))
     return jnp.where(t < w, ramp, decay)
 
@@ -323,7 +323,7 @@ class OneCycle(Schedule):
     value = jnp.zeros_like(t)
     start = jnp.zeros_like(total)
     for k, end in enumerate(ends):
-      frac = (t - start) / (end - start)
+      frac = fraction(t - start, end - start)
       if self.anneal == "cos":
         piece = cosine_between(levels[k], levels[k + 1], frac)
       else:

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, lerp, public, schedule_class,
-                                   static)
+from lrjax.schedules._base import (Schedule, as_float, fraction, lerp, public,
+                                   schedule_class, static)
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -45,11 +45,8 @@ def _poly_fraction(t, begin, steps, cycle):
   local = jnp.maximum(t - begin, 0)
   if cycle:
     mult = jnp.where(local == 0, 1.0, jnp.ceil(local / steps))
-    frac = local / (steps * mult)
-  else:
-    frac = jnp.minimum(local, steps) / steps
-  # XLA may turn x / c into x * (1 / c), which can land a hair above 1.
-  return jnp.clip(frac, 0, 1)
+    return fraction(local, steps * mult)
+  return fraction(local, steps)
 
 
 @schedule_class("polynomial")

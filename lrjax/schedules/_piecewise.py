@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import Schedule, as_float, lerp, public, schedule_class
+from lrjax.schedules._base import Schedule, as_float, fraction, lerp, public, schedule_class
 from lrjax.schedules._decay import _as_1d
 
 ArrayLike = jax.typing.ArrayLike
@@ -91,8 +91,7 @@ class PiecewiseLinear(Schedule):
     i1 = jnp.clip(idx, 0, n - 1)
     x0, x1, y0, y1 = xs[i0], xs[i1], ys[i0], ys[i1]
     gap = x1 - x0
-    frac = jnp.where(gap > 0, (t - x0) / jnp.where(gap > 0, gap, 1), 0.0)
-    return lerp(y0, y1, jnp.clip(frac, 0, 1))
+    return lerp(y0, y1, jnp.where(gap > 0, fraction(t - x0, gap), 0.0))
 
 
 @public

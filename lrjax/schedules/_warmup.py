@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, as_schedule, lerp, public,
-                                   schedule_class, static)
+from lrjax.schedules._base import (Schedule, as_float, as_schedule, fraction, lerp,
+                                   public, schedule_class, static)
 from lrjax.schedules._cosine import cosine_between, half_cosine
 
 ArrayLike = jax.typing.ArrayLike
@@ -113,7 +113,7 @@ class WSD(Schedule):
     w = as_float(self.warmup_steps)
     up = lerp(init, peak, t / jnp.where(w > 0, w, 1))
     d = as_float(self.decay_steps)
-    frac = jnp.clip(jnp.clip(t - w - self.stable_steps, 0, d) / d, 0, 1)
+    frac = fraction(t - w - self.stable_steps, d)
     if self.decay_shape == "1-sqrt":
       shape = 1 - jnp.sqrt(frac)
     elif self.decay_shape == "linear":
