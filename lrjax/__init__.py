@@ -7,6 +7,8 @@ from lrjax.schedules import (FunctionSchedule, Schedule, clip, constant, cosine_
                              multistep_decay, one_cycle, piecewise_constant,
                              piecewise_linear, polynomial, product, scale,
                              schedule_names, step_decay, warmup, warmup_cosine_decay, wsd)
+from lrjax.stateful import (ScheduleState, StatefulSchedule, as_transform, current_lr, greedy,
+                            reduce_on_plateau, window_decay, window_search)
 
 __version__ = "0.1.0"
 
@@ -17,4 +19,6 @@ __all__ = [
     "one_cycle", "piecewise_constant", "piecewise_linear", "plot_schedules",
     "polynomial", "product", "scale", "schedule_names", "step_decay", "warmup",
     "warmup_cosine_decay", "wsd", "__version__",
+    "ScheduleState", "StatefulSchedule", "as_transform", "current_lr", "greedy",
+    "reduce_on_plateau", "window_decay", "window_search",
 ]

@@ -68,6 +68,14 @@ def non_negative(fn: str, name: str, value: Any) -> None:
   check(fn, name, value, lambda a: a >= 0, ">= 0")
 
 
+def integer(fn: str, name: str, value: Any, minimum: int) -> None:
+  """A Python or NumPy integer (not a bool) >= ``minimum``."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    fail(fn, name, f"an integer >= {minimum}", value)
+  if value < minimum:
+    fail(fn, name, f"an integer >= {minimum}", value)
+
+
 def in_range(fn: str, name: str, value: Any, lo: float, hi: float,
              lo_open: bool = True, hi_open: bool = True) -> None:
   def ok(a):

@@ -190,3 +190,87 @@ def piecewise_constant(boundaries, values, t):
     if t >= b:
       k += 1
   return values[k]
+
+
+# ---- Stateful schedules: the documented step algorithms, host-side ------------
+
+class TorchReduceLROnPlateau:
+  """PyTorch ``ReduceLROnPlateau.step(metric)``, transcribed (one param group)."""
+
+  def __init__(self, lr, mode="min", factor=0.1, patience=10, threshold=1e-4,
+               threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+    self.lr, self.mode, self.factor, self.patience = lr, mode, factor, patience
+    self.threshold, self.threshold_mode = threshold, threshold_mode
+    self.cooldown, self.min_lr, self.eps = cooldown, min_lr, eps
+    self.best = math.inf if mode == "min" else -math.inf
+    self.num_bad = 0
+    self.cooldown_counter = 0
+
+  def is_better(self, a, best):
+    if self.mode == "min" and self.threshold_mode == "rel":
+      return a < best * (1.0 - self.threshold)
+    if self.mode == "min" and self.threshold_mode == "abs":
+      return a < best - self.threshold
+    if self.mode == "max" and self.threshold_mode == "rel":
+      return a > best * (self.threshold + 1.0)
+    return a > best + self.threshold
+
+  def step(self, metric):
+    if self.is_better(metric, self.best):
+      self.best = metric
+      self.num_bad = 0
+    else:
+      self.num_bad += 1
+    if self.cooldown_counter > 0:
+      self.cooldown_counter -= 1
+      self.num_bad = 0
+    if self.num_bad > self.patience:
+      new_lr = max(self.lr * self.factor, self.min_lr)
+      if self.lr - new_lr > self.eps:
+        self.lr = new_lr
+      self.cooldown_counter = self.cooldown
+      self.num_bad = 0
+
+
+class GreedyLR:
+  """GreedyLR's step (Subramanian & Ganapathiraman 2023; the public reference
+  implementation's order of operations), smoothing always on, no reset."""
+
+  def __init__(self, lr, factor, patience, cooldown, warmup, window, min_lr, max_lr,
+               threshold, eps=1e-8):
+    self.lr, self.factor, self.patience = lr, factor, patience
+    self.cooldown, self.warmup, self.window_size = cooldown, warmup, window
+    self.min_lr, self.max_lr, self.threshold, self.eps = min_lr, max_lr, threshold, eps
+    self.window, self.best = [], math.inf
+    self.good = self.bad = self.cooldown_counter = self.warmup_counter = 0
+
+  def step(self, loss):
+    self.window.append(loss)
+    if len(self.window) > self.window_size:
+      self.window.pop(0)
+    smoothed = sum(self.window) / len(self.window)
+    if smoothed < self.best - self.threshold:
+      self.best = smoothed
+      self.good += 1
+      self.bad = 0
+    else:
+      self.good = 0
+      self.bad += 1
+    if self.cooldown_counter < self.cooldown:
+      self.cooldown_counter += 1
+      self.good = 0
+    if self.warmup_counter < self.warmup:
+      self.warmup_counter += 1
+      self.bad = 0
+    if self.good > self.patience:
+      new = self.lr / self.factor
+      if self.max_lr is not None:
+        new = min(new, self.max_lr)
+      if new - self.lr > self.eps:
+        self.lr = new
+      self.cooldown_counter = 0
+    if self.bad > self.patience:
+      new = max(self.lr * self.factor, self.min_lr)
+      if self.lr - new > self.eps:
+        self.lr = new
+      self.warmup_counter = 0

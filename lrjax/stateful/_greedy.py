@@ -1,0 +1,151 @@
+"""GreedyLR: raise the learning rate while the smoothed loss improves, lower it on a plateau."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from lrjax import _validation as v
+from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, raised_factor,
+                                  reduced_factor, saturating_increment)
+
+
+class GreedyStats(NamedTuple):
+  """Decision statistics of ``greedy``.
+
+  Attributes:
+    losses: ring buffer of the last ``window`` values.
+    filled: how many entries of the buffer hold values (<= window).
+    position: where the next value goes.
+    best: best smoothed loss so far (+inf at first).
+    num_good: consecutive improvements.
+    num_bad: consecutive non-improvements.
+    cooldown_counter: counts up to ``cooldown`` after an increase (improvements ignored meanwhile).
+    warmup_counter: counts up to ``warmup`` after a reduction (plateaus ignored meanwhile).
+  """
+  losses: jax.Array
+  filled: jax.Array
+  position: jax.Array
+  best: jax.Array
+  num_good: jax.Array
+  num_bad: jax.Array
+  cooldown_counter: jax.Array
+  warmup_counter: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Greedy(StatefulSchedule):
+  factor: float = 0.95
+  patience: int = 10
+  cooldown: int = 0
+  min_value: float = 0.0
+  max_value: Optional[float] = None
+  window: int = 50
+  warmup: int = 0
+  threshold: float = 1e-4
+  eps: float = 1e-8
+
+  def _init_stats(self):
+    zero = jnp.zeros([], jnp.int32)
+    return GreedyStats(losses=jnp.zeros([self.window], as_stat(0.0).dtype), filled=zero,
+                       position=zero, best=as_stat(jnp.inf), num_good=zero, num_bad=zero,
+                       cooldown_counter=zero, warmup_counter=zero)
+
+  def _decide(self, stats, factor, lr, value):
+    losses = stats.losses.at[stats.position].set(value)
+    filled = jnp.minimum(stats.filled + 1, self.window)
+    smoothed = jnp.sum(losses) / filled  # unfilled entries are 0
+    better = smoothed < stats.best - self.threshold
+    best = jnp.where(better, smoothed, stats.best)
+    num_good = jnp.where(better, saturating_increment(stats.num_good), 0)
+    num_bad = jnp.where(better, 0, saturating_increment(stats.num_bad))
+    in_cooldown = stats.cooldown_counter < self.cooldown
+    cooldown_counter = jnp.where(in_cooldown, stats.cooldown_counter + 1, stats.cooldown_counter)
+    num_good = jnp.where(in_cooldown, 0, num_good)
+    in_warmup = stats.warmup_counter < self.warmup
+    warmup_counter = jnp.where(in_warmup, stats.warmup_counter + 1, stats.warmup_counter)
+    num_bad = jnp.where(in_warmup, 0, num_bad)
+    increase = num_good > self.patience
+    factor = jnp.where(increase, raised_factor(factor, lr, self.factor, self.max_value,
+                                               self.eps), factor)
+    cooldown_counter = jnp.where(increase, 0, cooldown_counter)
+    reduce = num_bad > self.patience  # never together with an increase
+    factor = jnp.where(reduce, reduced_factor(factor, lr, self.factor, self.min_value,
+                                              self.eps), factor)
+    warmup_counter = jnp.where(reduce, 0, warmup_counter)
+    return GreedyStats(losses=losses, filled=filled,
+                       position=(stats.position + 1) % self.window, best=best,
+                       num_good=num_good, num_bad=num_bad, cooldown_counter=cooldown_counter,
+                       warmup_counter=warmup_counter), factor
+
+
+@v.checks_finite
+def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 0,
+           min_value: float = 0.0, max_value: Optional[float] = None, window: int = 50,
+           warmup: int = 0, axis_name: Optional[str] = None, threshold: float = 1e-4,
+           eps: float = 1e-8) -> Greedy:
+  r"""GreedyLR: follow the smoothed loss up on improvement, down on a plateau.
+
+  Each update the value enters a rolling window of ``window`` values; their
+  mean :math:`\bar L` is compared with the best so far: improved iff
+  :math:`\bar L < \text{best} - \theta`. Consecutive improvements count up
+  ``num_good``, consecutive non-improvements ``num_bad``. When
+  ``num_good > patience`` the learning rate :math:`\eta` becomes
+  :math:`\min(\eta / \text{factor}, \text{max\_value})`; when
+  ``num_bad > patience`` it becomes :math:`\max(\eta\cdot\text{factor},
+  \text{min\_value})` (each applied only if it changes :math:`\eta` by more
+  than ``eps``). After an increase, improvements are ignored for ``cooldown``
+  updates; after a reduction, plateaus are ignored for ``warmup`` updates.
+  The counters are not reset by a change, as in the reference implementation:
+  a sustained trend keeps moving the rate every update once past ``patience``.
+
+  Args:
+    base: a float or a pure schedule; the learning rate is ``base(count) * factor_state``.
+    factor: in (0, 1): the multiplier for a reduction, its inverse for an increase.
+    patience: consecutive decisions (>= 0) before a change.
+    cooldown: updates (>= 0) ignoring improvements after an increase.
+    min_value: floor of reductions, >= 0.
+    max_value: ceiling of increases (none when ``None``).
+    window: values (>= 1) in the smoothing window.
+    warmup: updates (>= 0) ignoring plateaus after a reduction (and at the start).
+    axis_name: average the value over this mapped axis.
+    threshold: absolute improvement margin, >= 0.
+    eps: smallest change applied, >= 0.
+
+  Returns:
+    A stateful schedule (``optax.schedules.StatefulSchedule``).
+
+  Example:
+    >>> import lrjax
+    >>> s = lrjax.greedy(1.0, factor=0.5, patience=1, window=1, threshold=0.0)
+    >>> state = s.init()
+    >>> lrs = []
+    >>> for loss in [5.0, 4.0, 3.0, 2.0, 2.0, 2.0, 2.0]:
+    ...   lrs.append(float(s(state)))
+    ...   state = s.update(state, value=loss)
+    >>> lrs
+    [1.0, 1.0, 2.0, 4.0, 8.0, 8.0, 4.0]
+
+  References:
+    Subramanian & Ganapathiraman, `Zeroth Order GreedyLR: An Adaptive Learning Rate
+    Scheduler for Deep Neural Network Training <https://www.amazon.science/publications/zeroth-order-greedylr-an-adaptive-learning-rate-scheduler-for-deep-neural-network-training>`_, 2023;
+    Subramanian et al., `Dynamic Learning Rate Scheduling based on Loss Changes Leads to
+    Faster Convergence <https://arxiv.org/abs/2512.14527>`_, 2025.
+  """
+  fn = "greedy"
+  v.in_range(fn, "factor", factor, 0.0, 1.0)
+  v.integer(fn, "patience", patience, minimum=0)
+  v.integer(fn, "cooldown", cooldown, minimum=0)
+  v.non_negative(fn, "min_value", min_value)
+  if max_value is not None:
+    v.check(fn, "max_value", max_value, lambda a: a >= min_value,
+            f">= min_value={min_value!r}")
+  v.integer(fn, "window", window, minimum=1)
+  v.integer(fn, "warmup", warmup, minimum=0)
+  v.non_negative(fn, "threshold", threshold)
+  v.non_negative(fn, "eps", eps)
+  return Greedy(base_schedule(base, fn), axis_name, factor, int(patience), int(cooldown),
+                min_value, max_value, int(window), int(warmup), threshold, eps)

@@ -1,0 +1,157 @@
+"""Reduce on plateau, in graph: PyTorch's algorithm with its state in a pytree."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from lrjax import _validation as v
+from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, reduced_factor,
+                                  saturating_increment)
+
+
+class PlateauStats(NamedTuple):
+  """Decision statistics of ``reduce_on_plateau``.
+
+  Attributes:
+    best: the best (window-averaged) value seen; +inf (min mode) / -inf (max) at first.
+    num_bad: decisions since the last improvement.
+    cooldown_counter: decisions left in the cooldown after a reduction.
+    window_sum: sum of the values in the current, unfinished window.
+    window_count: values in the current window.
+  """
+  best: jax.Array
+  num_bad: jax.Array
+  cooldown_counter: jax.Array
+  window_sum: jax.Array
+  window_count: jax.Array
+
+
+def improved(a, best, mode: str, threshold_mode: str, threshold):
+  """PyTorch's ``is_better``, with ``|best|`` in rel mode so negative values work."""
+  sign = 1.0 if mode == "min" else -1.0
+  if threshold_mode == "rel":
+    margin = jnp.where(jnp.isfinite(best), jnp.abs(best) * threshold, 0.0)
+  else:
+    margin = threshold
+  return sign * a < sign * best - margin
+
+
+@dataclasses.dataclass(frozen=True)
+class ReduceOnPlateau(StatefulSchedule):
+  factor: float = 0.1
+  patience: int = 10
+  threshold: float = 1e-4
+  threshold_mode: str = "rel"
+  mode: str = "min"
+  cooldown: int = 0
+  min_value: float = 0.0
+  eps: float = 1e-8
+  window: int = 1
+
+  def _init_stats(self):
+    inf = jnp.inf if self.mode == "min" else -jnp.inf
+    zero = jnp.zeros([], jnp.int32)
+    return PlateauStats(best=as_stat(inf), num_bad=zero, cooldown_counter=zero,
+                        window_sum=as_stat(0.0), window_count=zero)
+
+  def _decide(self, stats, factor, lr, value):
+    total = stats.window_sum + value
+    count = stats.window_count + 1
+    full = count >= self.window
+    a = total / count
+    better = improved(a, stats.best, self.mode, self.threshold_mode, self.threshold)
+    best = jnp.where(better, a, stats.best)
+    num_bad = jnp.where(better, 0, saturating_increment(stats.num_bad))
+    in_cooldown = stats.cooldown_counter > 0
+    cooldown_counter = jnp.where(in_cooldown, stats.cooldown_counter - 1, stats.cooldown_counter)
+    num_bad = jnp.where(in_cooldown, 0, num_bad)
+    reduce = num_bad > self.patience
+    new_factor = jnp.where(reduce, reduced_factor(factor, lr, self.factor, self.min_value,
+                                                  self.eps), factor)
+    decided = PlateauStats(best=best, num_bad=jnp.where(reduce, 0, num_bad),
+                           cooldown_counter=jnp.where(reduce, self.cooldown, cooldown_counter),
+                           window_sum=as_stat(0.0), window_count=jnp.zeros([], jnp.int32))
+    waiting = stats._replace(window_sum=total, window_count=count)
+    new_stats = jax.tree.map(lambda d, w: jnp.where(full, d, w).astype(w.dtype), decided, waiting)
+    return new_stats, jnp.where(full, new_factor, factor)
+
+
+@v.checks_finite
+def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
+                      threshold: float = 1e-4, threshold_mode: str = "rel",
+                      mode: str = "min", cooldown: int = 0, min_value: float = 0.0,
+                      eps: float = 1e-8, window: int = 1,
+                      axis_name: Optional[str] = None) -> ReduceOnPlateau:
+  r"""Reduces the learning rate when a metric stops improving, inside ``jit``.
+
+  The learning rate is ``base(count) * f``, where the factor ``f`` starts at 1.
+  Every ``window`` updates the average ``a`` of the values of that window is
+  compared with the best so far (``min`` mode; ``max`` mirrors it):
+
+  .. math::
+    \text{better} \iff a < \text{best} - \begin{cases} |\text{best}|\,\theta & \text{rel} \\
+    \theta & \text{abs} \end{cases}
+
+  If better, best = a and the bad count resets, else it grows; during a
+  cooldown the bad count is held at 0. When the bad count exceeds
+  ``patience`` the learning rate ``\eta`` becomes ``max(\eta \cdot factor,
+  min_value)`` if that lowers it by more than ``eps``, the cooldown starts and
+  the bad count resets.
+
+  With ``window=1`` and a constant base the learning-rate sequence equals
+  PyTorch ``ReduceLROnPlateau`` (``min_lr`` is ``min_value``) for the same
+  metric sequence. Intended difference: rel mode uses ``|best|``, so negative
+  losses reduce as positive ones do (PyTorch compares with ``best * (1 -
+  threshold)``, above a negative best; Optax's ``contrib.reduce_on_plateau``
+  never reduces on them). A NaN or infinite value changes nothing but
+  ``num_nonfinite``.
+
+  Args:
+    base: a float or a pure schedule (e.g. ``lrjax.warmup(...)``).
+    factor: multiplier in (0, 1) applied on a plateau.
+    patience: decisions (>= 0) without improvement tolerated.
+    threshold: relative or absolute improvement margin, >= 0.
+    threshold_mode: ``"rel"`` or ``"abs"``.
+    mode: ``"min"`` (losses) or ``"max"`` (accuracies).
+    cooldown: decisions (>= 0) to wait after a reduction.
+    min_value: floor of a reduction, >= 0.
+    eps: smallest change applied, >= 0.
+    window: updates (>= 1) averaged per decision (1 = every update; the number
+      of steps in an epoch reproduces the per-epoch habit).
+    axis_name: average the value over this mapped axis so every replica decides alike.
+
+  Returns:
+    A stateful schedule for ``optax.inject_hyperparams`` (pass ``value=loss``
+    to ``update``), or for ``lrjax.as_transform``.
+
+  Example:
+    >>> import jax.numpy as jnp, lrjax
+    >>> s = lrjax.reduce_on_plateau(1.0, factor=0.5, patience=1)
+    >>> state = s.init()
+    >>> lrs = []
+    >>> for loss in [3.0, 2.0, 2.0, 2.0, 2.0, 2.0]:
+    ...   lrs.append(float(s(state)))
+    ...   state = s.update(state, value=loss)
+    >>> lrs
+    [1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
+
+  References:
+    `torch.optim.lr_scheduler.ReduceLROnPlateau <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.ReduceLROnPlateau.html>`_;
+    `optax.contrib.reduce_on_plateau <https://optax.readthedocs.io/en/latest/api/contrib.html>`_.
+  """
+  fn = "reduce_on_plateau"
+  v.in_range(fn, "factor", factor, 0.0, 1.0)
+  v.integer(fn, "patience", patience, minimum=0)
+  v.non_negative(fn, "threshold", threshold)
+  v.one_of(fn, "threshold_mode", threshold_mode, ("rel", "abs"))
+  v.one_of(fn, "mode", mode, ("min", "max"))
+  v.integer(fn, "cooldown", cooldown, minimum=0)
+  v.non_negative(fn, "min_value", min_value)
+  v.non_negative(fn, "eps", eps)
+  v.integer(fn, "window", window, minimum=1)
+  return ReduceOnPlateau(base_schedule(base, fn), axis_name, factor, int(patience), threshold,
+                         threshold_mode, mode, int(cooldown), min_value, eps, int(window))

@@ -1,0 +1,224 @@
+"""Window search: probe candidate learning rates from a snapshot, keep the best, roll back."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrjax import _validation as v
+from lrjax.schedules._base import float_dtype
+from lrjax.stateful._core import as_stat, base_schedule, read_value, saturating_increment, select_tree
+
+TRAIN, PROBE, ROLLBACK = 0, 1, 2
+
+
+class WindowSearchState(NamedTuple):
+  """State of ``window_search``.
+
+  Attributes:
+    count: updates so far (int32, saturating).
+    multiplier: the chosen multiplier of ``base``; compounds window after window.
+    lr: the learning rate of the most recent update (the probed one during a probe).
+    phase: what the most recent update was: 0 train, 1 probe, 2 rollback (no step taken).
+    num_nonfinite: non-finite values (or probe updates) seen.
+    inner_state: the inner optimizer's state.
+    snapshot_params: the parameters at the window's start (one extra copy).
+    snapshot_inner: the inner state at the window's start.
+    probe_losses: the losses seen by each candidate's probe, ``(len(candidates), probe_steps)``.
+    scores: each candidate's loss forecast to the window's end, from the last search.
+    winner: index of the candidate chosen by the last search.
+  """
+  count: jax.Array
+  multiplier: jax.Array
+  lr: jax.Array
+  phase: jax.Array
+  num_nonfinite: jax.Array
+  inner_state: Any
+  snapshot_params: Any
+  snapshot_inner: Any
+  probe_losses: jax.Array
+  scores: jax.Array
+  winner: jax.Array
+
+
+def _rate_grid(probe_steps: int, num: int = 96) -> np.ndarray:
+  """Decay rates b of ``c + a exp(-b t)`` tried by the fit, per step.
+
+  From 0.316 / P (a curve still falling at the probe's end: at most 3.7x the
+  observed drop remains) to 50 / P (a curve that has flattened), 4.3% apart.
+  """
+  return np.logspace(-0.5, np.log10(50.0), num) / probe_steps
+
+
+def forecast(losses: jax.Array, horizon: Any) -> jax.Array:
+  """Fits ``c + a exp(-b t)`` to each row of ``losses`` and evaluates it at ``horizon``.
+
+  ``losses[i, t]`` is the loss after ``t`` steps of candidate ``i``. For each
+  ``b`` of a fixed grid, ``(c, a)`` is the least-squares solution; the ``b``
+  with the smallest residual wins (the AutoLRS forecast, without an iterative
+  solver). A row with a non-finite entry scores +inf.
+  """
+  p = losses.shape[-1]
+  t = jnp.arange(p, dtype=losses.dtype)
+  rates = jnp.asarray(_rate_grid(p), losses.dtype)
+  basis = jnp.exp(-rates[:, None] * t[None, :])                  # (B, P)
+  finite = jnp.all(jnp.isfinite(losses), axis=-1)
+  y = jnp.where(jnp.isfinite(losses), losses, 0.0)               # (C, P)
+  # Centered least squares for y = c + a * e: a = cov(e, y) / var(e).
+  e_c = basis - jnp.mean(basis, axis=-1, keepdims=True)          # (B, P)
+  y_c = y - jnp.mean(y, axis=-1, keepdims=True)                  # (C, P)
+  a = (y_c @ e_c.T) / jnp.sum(e_c ** 2, axis=-1)[None, :]         # (C, B)
+  c = jnp.mean(y, axis=-1, keepdims=True) - a * jnp.mean(basis, axis=-1)[None, :]
+  fitted = c[..., None] + a[..., None] * basis[None]             # (C, B, P)
+  sse = jnp.sum((fitted - y[:, None, :]) ** 2, axis=-1)          # (C, B)
+  best = jnp.argmin(sse, axis=-1)
+  rows = jnp.arange(losses.shape[0])
+  value = c[rows, best] + a[rows, best] * jnp.exp(-rates[best] * horizon)
+  return jnp.where(finite, value, jnp.inf)
+
+
+def window_search(optimizer_factory: Callable[..., optax.GradientTransformation], base: Any,
+                  window: int = 500, probe_steps: int = 50,
+                  candidates: Sequence[float] = (0.5, 1.0, 2.0),
+                  axis_name: Optional[str] = None) -> optax.GradientTransformationExtraArgs:
+  r"""Windowed learning-rate search with probes and rollback, all in graph.
+
+  Training runs in windows of ``window`` updates. At a window's start the
+  parameters and the inner optimizer state are saved. Then each candidate
+  multiple :math:`m_i` of the current learning rate :math:`\eta = \text{base}(t)
+  \cdot M` is probed for ``probe_steps`` updates from that same snapshot: the
+  first ``probe_steps - 1`` updates train at :math:`m_i \eta`, the last emits
+  the update that restores the snapshot (``snapshot - params``) and the inner
+  state is restored with it. The ``probe_steps`` losses each probe saw are fit
+  by :math:`c + a e^{-b\tau}` (least squares over a grid of rates ``b``) and
+  forecast to the window's end, :math:`\tau = W - n P`, not scored by the raw
+  last loss, which favours small rates (short-horizon bias, Wu et al. 2018).
+  The best forecast wins: :math:`M \leftarrow M m_{i^*}`, and the rest of the
+  window trains at :math:`\text{base}(t) \cdot M`. A candidate whose loss or
+  update is not finite scores :math:`+\infty` (its update is dropped so the
+  rollback stays exact); if all do, the smallest multiple wins.
+
+  Cost: ``len(candidates) * probe_steps / window`` of the updates are probes
+  whose progress is discarded (30% with the defaults), one extra copy of the
+  parameters and of the inner state, and per-step work O(params) for the
+  snapshot selection. It pays when the best learning rate is unknown or
+  drifts over training by more than the overhead costs, e.g. a base far off
+  (it moves by a factor ``max(candidates)`` per window) or a long run where a
+  fixed schedule would be mistuned; on a well-tuned schedule it costs its
+  probe fraction. Rollback is exact up to float rounding (exact where a
+  parameter moved less than a factor 2 from the snapshot).
+
+  The inner optimizer is ``optimizer_factory(1.0)``: its update is a direction
+  that the learning rate scales (true of ``optax.sgd``, ``adam``, ``adamw``,
+  ``lion`` ...).
+
+  Args:
+    optimizer_factory: ``learning_rate -> optax.GradientTransformation``, e.g. ``optax.adamw``.
+    base: a float or a pure schedule: the learning rate before the search's multiplier.
+    window: updates per window.
+    probe_steps: updates per probe (>= 3); ``len(candidates) * probe_steps < window``.
+    candidates: positive multiples of the current learning rate to probe.
+    axis_name: average the loss over this mapped axis so every replica chooses alike.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``; ``update(grads, state, params,
+    *, value)`` needs the parameters and the loss at them.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, lrjax
+    >>> tx = lrjax.window_search(optax.sgd, 0.01, window=40, probe_steps=5)
+    >>> params = jnp.ones(3)
+    >>> state = tx.init(params)
+    >>> for _ in range(40):
+    ...   loss, grads = jax.value_and_grad(lambda p: jnp.sum(p ** 2))(params)
+    ...   updates, state = tx.update(grads, state, params, value=loss)
+    ...   params = optax.apply_updates(params, updates)
+    >>> float(state.multiplier)  # too small a rate: the search doubled it
+    2.0
+
+  References:
+    Jin et al., `AutoLRS: Automatic Learning-Rate Schedule by Bayesian Optimization on
+    the Fly <https://arxiv.org/abs/2105.10762>`_, ICLR 2021;
+    Wu et al., `Understanding Short-Horizon Bias in Stochastic Meta-Optimization
+    <https://arxiv.org/abs/1803.02021>`_, ICLR 2018.
+  """
+  fn = "window_search"
+  if not callable(optimizer_factory):
+    raise ValueError(f"lrjax.{fn}: optimizer_factory must be callable, "
+                     f"got optimizer_factory={optimizer_factory!r}")
+  base = base_schedule(base, fn)
+  v.integer(fn, "window", window, minimum=2)
+  v.integer(fn, "probe_steps", probe_steps, minimum=3)
+  cands = v.concrete(list(candidates)) if len(candidates) else None
+  if cands is None or cands.ndim != 1:
+    raise ValueError(f"lrjax.{fn}: candidates must be a non-empty sequence of numbers, "
+                     f"got candidates={candidates!r}")
+  v.check(fn, "candidates", cands, lambda a: np.isfinite(a) & (a > 0), "finite and > 0")
+  n, p, w = len(cands), int(probe_steps), int(window)
+  if n * p >= w:
+    v.fail(fn, "window", f"> len(candidates) * probe_steps = {n * p}", window)
+  inner = optax.with_extra_args_support(optimizer_factory(1.0))
+  multiples = jnp.asarray(cands, float_dtype())
+  smallest = int(np.argmin(cands))
+  horizon = float(w - n * p)
+
+  def init_fn(params):
+    inner_state = inner.init(params)
+    copy = lambda tree: jax.tree.map(jnp.array, tree)  # noqa: E731
+    zero = jnp.zeros([], jnp.int32)
+    return WindowSearchState(
+        count=zero, multiplier=jnp.ones([], float_dtype()), lr=as_stat(base(0)), phase=zero,
+        num_nonfinite=zero, inner_state=inner_state, snapshot_params=copy(params),
+        snapshot_inner=copy(inner_state), probe_losses=jnp.zeros((n, p), float_dtype()),
+        scores=jnp.full((n,), jnp.nan, float_dtype()),
+        winner=jnp.asarray(int(np.argmin(np.abs(cands - 1.0))), jnp.int32))
+
+  def update_fn(updates, state, params=None, *, value, **extra_args):
+    if params is None:
+      raise ValueError(f"lrjax.{fn}: update needs params (to snapshot and roll back)")
+    loss, finite = read_value(value, axis_name)
+    k = state.count % w
+    in_probe = k < n * p
+    c = jnp.minimum(k // p, n - 1)
+    j = k % p
+    at_start = k == 0
+    snap_params = select_tree(at_start, params, state.snapshot_params)
+    snap_inner = select_tree(at_start, state.inner_state, state.snapshot_inner)
+
+    lr = as_stat(base(state.count)) * state.multiplier * jnp.where(in_probe, multiples[c], 1.0)
+    direction, stepped_inner = inner.update(updates, state.inner_state, params, value=value,
+                                            **extra_args)
+    stepped = jax.tree.map(lambda d: (d * lr).astype(d.dtype), direction)
+    step_ok = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(stepped)]))
+    stepped = select_tree(step_ok, stepped, jax.tree.map(jnp.zeros_like, stepped))
+    stepped_inner = select_tree(step_ok, stepped_inner, state.inner_state)
+
+    seen = jnp.where(finite & step_ok, loss, jnp.inf)
+    probe_losses = jnp.where(in_probe, state.probe_losses.at[c, j].set(seen), state.probe_losses)
+    rollback = in_probe & (j == p - 1)
+    restore = jax.tree.map(lambda s, x: (s - x).astype(x.dtype), snap_params, params)
+    out_updates = select_tree(rollback, restore, stepped)
+    inner_state = select_tree(rollback, snap_inner, stepped_inner)
+
+    decide = rollback & (c == n - 1)
+    scores = forecast(probe_losses, horizon)
+    winner = jnp.where(jnp.any(jnp.isfinite(scores)), jnp.argmin(scores), smallest)
+    winner = winner.astype(jnp.int32)
+    new_state = WindowSearchState(
+        count=saturating_increment(state.count),
+        multiplier=jnp.where(decide, state.multiplier * multiples[winner], state.multiplier),
+        lr=lr,
+        phase=jnp.where(rollback, ROLLBACK, jnp.where(in_probe, PROBE, TRAIN)).astype(jnp.int32),
+        num_nonfinite=saturating_increment(state.num_nonfinite,
+                                           (~(finite & step_ok)).astype(jnp.int32)),
+        inner_state=inner_state, snapshot_params=snap_params, snapshot_inner=snap_inner,
+        probe_losses=probe_losses,
+        scores=jnp.where(decide, scores, state.scores),
+        winner=jnp.where(decide, winner, state.winner))
+    return out_updates, new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

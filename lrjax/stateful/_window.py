@@ -1,0 +1,136 @@
+"""Windowed plateau detection: a t-test on the slope of each window's losses."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import betainc
+
+from lrjax import _validation as v
+from lrjax.stateful._core import StatefulSchedule, as_stat, base_schedule, reduced_factor
+
+
+class WindowStats(NamedTuple):
+  """Decision statistics of ``window_decay``.
+
+  Attributes:
+    losses: the current window's values (a buffer of ``window`` entries).
+    filled: values in the current window.
+    p_value: the last test's one-sided p-value for "the loss is decreasing" (1 before any).
+    num_decays: how many windows ended in a decay.
+  """
+  losses: jax.Array
+  filled: jax.Array
+  p_value: jax.Array
+  num_decays: jax.Array
+
+
+def student_t_cdf(t: jax.Array, df: Any) -> jax.Array:
+  """CDF of Student's t distribution with ``df`` degrees of freedom."""
+  x = df / (df + t ** 2)
+  tail = 0.5 * betainc(df / 2.0, 0.5, x)
+  return jnp.where(t < 0, tail, 1.0 - tail)
+
+
+def slope_p_value(y: jax.Array) -> jax.Array:
+  """One-sided p-value of H0 "slope >= 0" against "slope < 0" for ``y`` vs its index.
+
+  Ordinary least squares on ``x = 0..n-1``; ``t = b / se(b)`` with ``n - 2``
+  degrees of freedom; ``p = P(T <= t)``. A perfect fit (zero residual) gives
+  p = 0 for a negative slope and p = 1 otherwise.
+  """
+  n = y.shape[0]
+  x = jnp.arange(n, dtype=y.dtype)
+  xc = x - jnp.mean(x)
+  sxx = jnp.sum(xc ** 2)
+  b = jnp.sum(xc * (y - jnp.mean(y))) / sxx
+  resid = y - jnp.mean(y) - b * xc
+  s2 = jnp.sum(resid ** 2) / (n - 2)
+  se = jnp.sqrt(s2 / sxx)
+  exact = se <= 1e-12 * (jnp.abs(b) + jnp.abs(jnp.mean(y)) + 1e-30)
+  t = b / jnp.where(exact, 1.0, se)
+  p = student_t_cdf(t, n - 2.0)
+  return jnp.where(exact, jnp.where(b < 0, 0.0, 1.0), p)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowDecay(StatefulSchedule):
+  window: int = 100
+  factor: float = 0.5
+  significance: float = 0.05
+  min_value: float = 0.0
+
+  def _init_stats(self):
+    return WindowStats(losses=jnp.zeros([self.window], as_stat(0.0).dtype),
+                       filled=jnp.zeros([], jnp.int32), p_value=as_stat(1.0),
+                       num_decays=jnp.zeros([], jnp.int32))
+
+  def _decide(self, stats, factor, lr, value):
+    losses = stats.losses.at[stats.filled].set(value)
+    filled = stats.filled + 1
+    full = filled >= self.window
+    p = slope_p_value(losses)
+    stalled = full & (p > self.significance)
+    new_factor = jnp.where(stalled, reduced_factor(factor, lr, self.factor, self.min_value, 0.0),
+                           factor)
+    return WindowStats(losses=jnp.where(full, jnp.zeros_like(losses), losses),
+                       filled=jnp.where(full, 0, filled),
+                       p_value=jnp.where(full, p, stats.p_value).astype(stats.p_value.dtype),
+                       num_decays=stats.num_decays + stalled.astype(jnp.int32)), new_factor
+
+
+@v.checks_finite
+def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance: float = 0.05,
+                 min_value: float = 0.0, axis_name: Optional[str] = None) -> WindowDecay:
+  r"""Decays the learning rate when a window's losses show no significant decrease.
+
+  Training runs in windows of ``window`` updates. At the end of each, the
+  losses :math:`y_0..y_{W-1}` are regressed on their index by least squares;
+  with slope :math:`b` and its standard error :math:`se(b)`, the statistic
+  :math:`t = b / se(b)` has a Student t distribution with :math:`W - 2`
+  degrees of freedom under "no trend". The one-sided p-value
+  :math:`p = P(T \le t)` tests "the loss is decreasing"; when
+  :math:`p > \text{significance}` progress has stalled and the learning rate
+  is multiplied by ``factor`` (floored at ``min_value``). Otherwise it is
+  left alone: unlike a fixed decay, the rate drops only when the data say so.
+  This is the statistical-plateau idea of SASA (Lang et al. 2019) and SASA+
+  (Zhang et al. 2020) applied to the loss trend rather than to their
+  stationarity statistic of gradients and updates. The window is a buffer in
+  the state: O(window) memory, independent of the model size.
+
+  Args:
+    base: a float or a pure schedule.
+    window: updates per window, >= 3.
+    factor: multiplier in (0, 1) on a stalled window.
+    significance: the test's level in (0, 1).
+    min_value: floor of a decay, >= 0.
+    axis_name: average the value over this mapped axis.
+
+  Returns:
+    A stateful schedule (``optax.schedules.StatefulSchedule``).
+
+  Example:
+    >>> import lrjax
+    >>> s = lrjax.window_decay(1.0, window=5, factor=0.5)
+    >>> state = s.init()
+    >>> for loss in [5.0, 4.0, 3.0, 2.0, 1.0] + [1.0, 1.1, 0.9, 1.0, 1.05]:
+    ...   state = s.update(state, value=loss)
+    >>> float(s(state))
+    0.5
+
+  References:
+    Lang, Xiao & Zhang, `Using Statistics to Automate Stochastic Optimization
+    <https://arxiv.org/abs/1909.09785>`_, NeurIPS 2019;
+    Zhang, Lang, Liu & Xiao, `Statistical Adaptive Stochastic Gradient Methods
+    <https://arxiv.org/abs/2002.10597>`_, 2020.
+  """
+  fn = "window_decay"
+  v.integer(fn, "window", window, minimum=3)
+  v.in_range(fn, "factor", factor, 0.0, 1.0)
+  v.in_range(fn, "significance", significance, 0.0, 1.0)
+  v.non_negative(fn, "min_value", min_value)
+  return WindowDecay(base_schedule(base, fn), axis_name, int(window), factor, significance,
+                     min_value)
