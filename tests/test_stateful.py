@@ -397,3 +397,65 @@ def test_flax_nnx_optimizer_forwards_value():
     step(model, opt, jnp.float32(1.0))
     lrs.append(float(lrjax.current_lr(opt.opt_state)))
   np.testing.assert_allclose(lrs, [0.05, 0.05, 0.025], rtol=1e-6)
+
+
+# ---- bad arguments ------------------------------------------------------------------
+
+STATEFUL_BAD = [
+    (lrjax.reduce_on_plateau, dict(factor=1.0), "lrjax.reduce_on_plateau: factor must be in (0.0, 1.0), got factor=1.0"),
+    (lrjax.reduce_on_plateau, dict(patience=-1), "lrjax.reduce_on_plateau: patience must be an integer >= 0, got patience=-1"),
+    (lrjax.reduce_on_plateau, dict(patience=2.5), "lrjax.reduce_on_plateau: patience must be an integer >= 0, got patience=2.5"),
+    (lrjax.reduce_on_plateau, dict(threshold=-1e-4), "lrjax.reduce_on_plateau: threshold must be >= 0, got threshold=-0.0001"),
+    (lrjax.reduce_on_plateau, dict(threshold_mode="relative"), "lrjax.reduce_on_plateau: threshold_mode must be one of 'rel' | 'abs', got threshold_mode='relative'"),
+    (lrjax.reduce_on_plateau, dict(mode="minimum"), "lrjax.reduce_on_plateau: mode must be one of 'min' | 'max', got mode='minimum'"),
+    (lrjax.reduce_on_plateau, dict(cooldown=-2), "lrjax.reduce_on_plateau: cooldown must be an integer >= 0, got cooldown=-2"),
+    (lrjax.reduce_on_plateau, dict(min_value=-1.0), "lrjax.reduce_on_plateau: min_value must be >= 0, got min_value=-1.0"),
+    (lrjax.reduce_on_plateau, dict(eps=float("nan")), "lrjax.reduce_on_plateau: eps must be finite, got eps=nan"),
+    (lrjax.reduce_on_plateau, dict(window=0), "lrjax.reduce_on_plateau: window must be an integer >= 1, got window=0"),
+    (lrjax.greedy, dict(factor=1.5), "lrjax.greedy: factor must be in (0.0, 1.0), got factor=1.5"),
+    (lrjax.greedy, dict(window=0), "lrjax.greedy: window must be an integer >= 1, got window=0"),
+    (lrjax.greedy, dict(min_value=0.1, max_value=0.01), "lrjax.greedy: max_value must be >= min_value=0.1, got max_value=0.01"),
+    (lrjax.greedy, dict(warmup=-1), "lrjax.greedy: warmup must be an integer >= 0, got warmup=-1"),
+    (lrjax.window_decay, dict(window=2), "lrjax.window_decay: window must be an integer >= 3, got window=2"),
+    (lrjax.window_decay, dict(significance=1.0), "lrjax.window_decay: significance must be in (0.0, 1.0), got significance=1.0"),
+    (lrjax.window_decay, dict(factor=0.0), "lrjax.window_decay: factor must be in (0.0, 1.0), got factor=0.0"),
+]
+
+
+@pytest.mark.parametrize("factory,kwargs,message", STATEFUL_BAD,
+                         ids=[f"{f.__name__}-{i}" for i, (f, _, _) in enumerate(STATEFUL_BAD)])
+def test_stateful_bad_arguments(factory, kwargs, message):
+  with pytest.raises(ValueError) as info:
+    factory(1e-3, **kwargs)
+  assert str(info.value).startswith(message), str(info.value)
+
+
+def test_bad_base_is_named():
+  with pytest.raises(ValueError, match="lrjax.greedy: base must be a schedule, a callable or a number"):
+    lrjax.greedy("1e-3")
+
+
+def test_value_must_be_a_scalar():
+  s = lrjax.reduce_on_plateau(1.0)
+  with pytest.raises(ValueError, match="value must be a scalar"):
+    s.update(s.init(), value=jnp.ones(3))
+
+
+@pytest.mark.parametrize("name", list(STATEFUL) + ["window_search"])
+def test_state_can_be_donated(name):
+  """Regression: fields sharing one zero buffer made jit(donate_argnums=...) refuse the state."""
+  if name == "window_search":
+    tx = lrjax.window_search(optax.adam, 1e-2, window=12, probe_steps=3)
+  else:
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=STATEFUL[name]())
+  params = jnp.ones(4)
+  state = tx.init(params)
+
+  def step(params, state):
+    updates, state = tx.update(params, state, params, value=jnp.sum(params))
+    return optax.apply_updates(params, updates), state
+
+  step = jax.jit(step, donate_argnums=(0, 1))
+  for _ in range(3):
+    params, state = step(params, state)
+  assert np.all(np.isfinite(np.asarray(params)))

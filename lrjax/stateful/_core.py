@@ -40,6 +40,12 @@ class ScheduleState(NamedTuple):
   stats: Any
 
 
+def counter() -> jax.Array:
+  """A fresh int32 zero. Each field gets its own buffer, so a state can be donated
+  (``jit(..., donate_argnums=...)`` refuses one buffer passed twice)."""
+  return jnp.zeros([], jnp.int32)
+
+
 def saturating_increment(x: jax.Array, by: Any = 1) -> jax.Array:
   """``x + by`` for int32 counters, holding at 2**31 - 1 instead of wrapping."""
   by = jnp.asarray(by, jnp.int32)
@@ -117,10 +123,10 @@ class StatefulSchedule:
     return as_stat(self.base(count)) * factor
 
   def init(self) -> ScheduleState:
-    count = jnp.zeros([], jnp.int32)
+    count = counter()
     factor = jnp.ones([], float_dtype())
     return ScheduleState(count=count, factor=factor, lr=self._lr(count, factor),
-                         num_nonfinite=jnp.zeros([], jnp.int32), stats=self._init_stats())
+                         num_nonfinite=counter(), stats=self._init_stats())
 
   def __call__(self, state: ScheduleState, **extra_args: Any) -> jax.Array:
     del extra_args

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, raised_factor,
-                                  reduced_factor, saturating_increment)
+from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, counter,
+                                  raised_factor, reduced_factor, saturating_increment)
 
 
 class GreedyStats(NamedTuple):
@@ -49,10 +49,9 @@ class Greedy(StatefulSchedule):
   eps: float = 1e-8
 
   def _init_stats(self):
-    zero = jnp.zeros([], jnp.int32)
-    return GreedyStats(losses=jnp.zeros([self.window], as_stat(0.0).dtype), filled=zero,
-                       position=zero, best=as_stat(jnp.inf), num_good=zero, num_bad=zero,
-                       cooldown_counter=zero, warmup_counter=zero)
+    return GreedyStats(losses=jnp.zeros([self.window], as_stat(0.0).dtype), filled=counter(),
+                       position=counter(), best=as_stat(jnp.inf), num_good=counter(),
+                       num_bad=counter(), cooldown_counter=counter(), warmup_counter=counter())
 
   def _decide(self, stats, factor, lr, value):
     losses = stats.losses.at[stats.position].set(value)

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, reduced_factor,
-                                  saturating_increment)
+from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, counter,
+                                  reduced_factor, saturating_increment)
 
 
 class PlateauStats(NamedTuple):
@@ -54,9 +54,8 @@ class ReduceOnPlateau(StatefulSchedule):
 
   def _init_stats(self):
     inf = jnp.inf if self.mode == "min" else -jnp.inf
-    zero = jnp.zeros([], jnp.int32)
-    return PlateauStats(best=as_stat(inf), num_bad=zero, cooldown_counter=zero,
-                        window_sum=as_stat(0.0), window_count=zero)
+    return PlateauStats(best=as_stat(inf), num_bad=counter(), cooldown_counter=counter(),
+                        window_sum=as_stat(0.0), window_count=counter())
 
   def _decide(self, stats, factor, lr, value):
     total = stats.window_sum + value
@@ -74,7 +73,7 @@ class ReduceOnPlateau(StatefulSchedule):
                                                   self.eps), factor)
     decided = PlateauStats(best=best, num_bad=jnp.where(reduce, 0, num_bad),
                            cooldown_counter=jnp.where(reduce, self.cooldown, cooldown_counter),
-                           window_sum=as_stat(0.0), window_count=jnp.zeros([], jnp.int32))
+                           window_sum=as_stat(0.0), window_count=counter())
     waiting = stats._replace(window_sum=total, window_count=count)
     new_stats = jax.tree.map(lambda d, w: jnp.where(full, d, w).astype(w.dtype), decided, waiting)
     return new_stats, jnp.where(full, new_factor, factor)

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jax.scipy.special import betainc
 
 from lrjax import _validation as v
-from lrjax.stateful._core import StatefulSchedule, as_stat, base_schedule, reduced_factor
+from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, counter,
+                                  reduced_factor)
 
 
 class WindowStats(NamedTuple):
@@ -65,8 +66,7 @@ class WindowDecay(StatefulSchedule):
 
   def _init_stats(self):
     return WindowStats(losses=jnp.zeros([self.window], as_stat(0.0).dtype),
-                       filled=jnp.zeros([], jnp.int32), p_value=as_stat(1.0),
-                       num_decays=jnp.zeros([], jnp.int32))
+                       filled=counter(), p_value=as_stat(1.0), num_decays=counter())
 
   def _decide(self, stats, factor, lr, value):
     losses = stats.losses.at[stats.filled].set(value)

@@ -1,0 +1,114 @@
+"""Per-step cost of lrjax's stateful schedules against a constant learning rate.
+
+A jitted ``lax.scan`` training loop dominated by the optimizer: Adam on 2M+
+float32 parameters with a trivial quadratic loss. Variants, all measured in one
+run, interleaved round by round so machine noise hits each alike:
+
+- ``optax.adam(lr)`` at a constant learning rate (the anchor);
+- ``optax.inject_hyperparams(optax.adam)(learning_rate=S)`` for each lrjax
+  stateful schedule ``S`` (reduce_on_plateau, greedy, window_decay);
+- ``optax.chain(optax.adam(lr), optax.contrib.reduce_on_plateau())`` (Optax's own);
+- ``optax.chain(optax.adam(lr), lrjax.as_transform(reduce_on_plateau(1.0)))``;
+- ``lrjax.window_search(optax.adam, lr)``, whose probes are also reported.
+
+Prints a Markdown table of the median and the best time per step over the rounds, each
+with its ratio to the anchor's median / best.
+
+Usage:
+  python benchmarks/step_overhead.py [--params 2097152] [--steps 200] [--rounds 21]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import lrjax
+
+LR = 1e-3
+
+
+def variants(window_steps: int):
+  inject = optax.inject_hyperparams(optax.adam)
+  return {
+      "optax.adam, constant lr (anchor)": optax.adam(LR),
+      "lrjax.reduce_on_plateau": inject(learning_rate=lrjax.reduce_on_plateau(LR, patience=10)),
+      "lrjax.reduce_on_plateau(window=50)": inject(
+          learning_rate=lrjax.reduce_on_plateau(LR, patience=2, window=50)),
+      "lrjax.greedy(window=50)": inject(learning_rate=lrjax.greedy(LR, window=50)),
+      "lrjax.window_decay(window=100)": inject(learning_rate=lrjax.window_decay(LR, window=100)),
+      "lrjax.as_transform(reduce_on_plateau)": optax.chain(
+          optax.adam(LR), lrjax.as_transform(lrjax.reduce_on_plateau(1.0))),
+      "optax.contrib.reduce_on_plateau": optax.chain(optax.adam(LR),
+                                                     optax.contrib.reduce_on_plateau()),
+      "optax.inject_hyperparams(adam), constant": inject(learning_rate=LR),
+      "lrjax.window_search": lrjax.window_search(optax.adam, LR, window=window_steps,
+                                                 probe_steps=window_steps // 20),
+  }
+
+
+def make_run(tx, n_params: int, steps: int):
+  def loss_fn(params):
+    return 0.5 * jnp.mean(params["w"] ** 2) + 0.5 * jnp.mean(params["b"] ** 2)
+
+  def train(params, opt_state):
+    def body(carry, _):
+      params, opt_state = carry
+      loss, grads = jax.value_and_grad(loss_fn)(params)
+      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+      return (optax.apply_updates(params, updates), opt_state), loss
+    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), None, length=steps)
+    return params, opt_state, losses[-1]
+
+  side = int(n_params ** 0.5)
+  params = {"w": jnp.ones((side, side), jnp.float32), "b": jnp.ones((side,), jnp.float32)}
+  opt_state = tx.init(params)
+  compiled = jax.jit(train, donate_argnums=(0, 1)).lower(params, opt_state).compile()
+  return compiled, params, opt_state
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--params", type=int, default=2_097_152)
+  parser.add_argument("--steps", type=int, default=200)
+  parser.add_argument("--rounds", type=int, default=21)
+  args = parser.parse_args()
+  runs = {}
+  for name, tx in variants(args.steps).items():
+    compiled, params, opt_state = make_run(tx, args.params, args.steps)
+    runs[name] = [compiled, params, opt_state]
+  n = sum(x.size for x in jax.tree.leaves(next(iter(runs.values()))[1]))
+  times = {name: [] for name in runs}
+  for r in range(args.rounds + 1):  # round 0 warms up
+    for name, run in runs.items():
+      start = time.perf_counter()
+      params, opt_state, loss = run[0](run[1], run[2])
+      jax.block_until_ready((params, opt_state, loss))
+      elapsed = time.perf_counter() - start
+      run[1], run[2] = params, opt_state
+      if r:
+        times[name].append(elapsed / args.steps)
+  anchor = statistics.median(times["optax.adam, constant lr (anchor)"])
+  anchor_min = min(times["optax.adam, constant lr (anchor)"])
+  print(f"# jax {jax.__version__}, optax {optax.__version__}, lrjax {lrjax.__version__}, "
+        f"backend {jax.default_backend()}, {platform.machine()}; {n:,} parameters, "
+        f"{args.steps} steps a scan, median of {args.rounds} interleaved rounds")
+  print("| variant | ms / step (median) | ratio (median) | ms / step (best) | ratio (best) |")
+  print("|---|---:|---:|---:|---:|")
+  for name, ts in times.items():
+    med, best = statistics.median(ts), min(ts)
+    print(f"| {name} | {1e3 * med:.3f} | {med / anchor:.3f} | {1e3 * best:.3f} | "
+          f"{best / anchor_min:.3f} |")
+  probe = 3 * (args.steps // 20) / args.steps
+  print(f"\nwindow_search: window={args.steps}, probe_steps={args.steps // 20}, 3 candidates: "
+        f"{probe:.0%} of updates are probes whose progress is rolled back.")
+
+
+if __name__ == "__main__":
+  main()
