@@ -53,6 +53,13 @@ def test_plateau_steady_descent_never_reduces():
   assert int(state.stats.num_bad) == 0
 
 
+def test_plateau_noisy_descent_reduces_only_once_it_stalls():
+  s = lrjax.reduce_on_plateau(1.0, factor=0.1, patience=2)
+  values = [10, 9.5, 9.7, 9.0, 9.2, 9.1, 8.5, 8.6, 8.7, 8.8, 8.9]
+  # New bests at 0, 1, 3, 6 keep the bad count <= 2; 7, 8, 9 make it 3 > 2.
+  np.testing.assert_allclose(lr_sequence(s, values)[0], [1.0] * 10 + [0.1], rtol=1e-6)
+
+
 def test_plateau_divergence_reduces_every_patience_plus_one():
   s = lrjax.reduce_on_plateau(1.0, factor=0.1, patience=4)
   values = [1.0] + [1.0 + k for k in range(1, 16)]
