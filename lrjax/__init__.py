@@ -6,9 +6,11 @@ from lrjax.schedules import (FunctionSchedule, Schedule, clip, constant, cosine_
                              from_config, inverse_sqrt, inverse_time_decay, join, linear,
                              multistep_decay, one_cycle, piecewise_constant,
                              piecewise_linear, polynomial, product, scale,
-                             schedule_names, step_decay, warmup, warmup_cosine_decay, wsd)
+                             schedule_names, step_decay, swa_schedule, warmup,
+                             warmup_cosine_decay, wsd)
 from lrjax.stateful import (ScheduleState, StatefulSchedule, as_transform, current_lr, greedy,
                             reduce_on_plateau, window_decay, window_search)
+from lrjax.transforms import averaged_params, ema_params, lawa, scheduled_weight_decay, swa
 
 __version__ = "0.1.0"
 
@@ -20,5 +22,6 @@ __all__ = [
     "polynomial", "product", "scale", "schedule_names", "step_decay", "warmup",
     "warmup_cosine_decay", "wsd", "__version__",
     "ScheduleState", "StatefulSchedule", "as_transform", "current_lr", "greedy",
-    "reduce_on_plateau", "window_decay", "window_search",
+    "reduce_on_plateau", "window_decay", "window_search", "averaged_params", "ema_params",
+    "lawa", "scheduled_weight_decay", "swa", "swa_schedule",
 ]

@@ -138,6 +138,12 @@ CASES = [
                           [10, 20, 30, 40]),
        P(ref.optax_join, [P(ref.torch_cosine_annealing_lr, 1.0 / (k + 1), 10, 0.0)
                           for k in range(5)], [10, 20, 30, 40]), 60),
+    _c("swa_schedule_cos", lambda: lrjax.swa_schedule(lrjax.cosine_decay(1.0, 100), 0.05, 30, 10),
+       lambda t: ref.torch_cosine_annealing_lr(1.0, 100, 0.0, t) if t < 30 else
+       ref.torch_swalr(ref.torch_cosine_annealing_lr(1.0, 100, 0.0, 30), 0.05, 10, "cos", t - 30),
+       60),
+    _c("swa_schedule_linear", lambda: lrjax.swa_schedule(0.3, 0.02, 5, 7, "linear"),
+       lambda t: 0.3 if t < 5 else ref.torch_swalr(0.3, 0.02, 7, "linear", t - 5), 30),
     _c("scale", lambda: lrjax.scale(lrjax.step_decay(1.0, 10), 0.3),
        lambda t: 0.3 * ref.torch_step_lr(1.0, 10, 0.1, t), 40),
     _c("clip", lambda: lrjax.clip(lrjax.linear(1.0, 0.0, 20), 0.2, 0.8),

@@ -96,3 +96,15 @@ def test_one_cycle_lr(total, pct, anneal, three):
                                            anneal_strategy=anneal, div_factor=25.0,
                                            final_div_factor=1e3, three_phase=three,
                                            cycle_momentum=False), total), rtol=1e-4)
+
+
+@pytest.mark.parametrize("anneal,epochs", [("cos", 5), ("linear", 8), ("cos", 1)])
+def test_swalr(anneal, epochs):
+  swa_lr = 0.05
+  def make(o):
+    return torch.optim.swa_utils.SWALR(o, swa_lr=swa_lr, anneal_epochs=epochs,
+                                       anneal_strategy=anneal)
+  theirs = _torch_lrs(make, 20, base=0.8)
+  # Read before the k-th scheduler.step(): k steps into the annealing.
+  ours = lrjax.swa_schedule(0.8, swa_lr, 0, epochs, anneal)
+  np.testing.assert_allclose(np.asarray(ours(np.arange(20)), np.float64), theirs, rtol=1e-5)

@@ -74,6 +74,9 @@ BAD = [
     ("join", ([lrjax.constant(1.0), "x"], [3]), {}, "lrjax.join: schedules[1] must be a schedule, a callable or a number, got schedules[1]='x'"),
     ("clip", (lrjax.constant(1.0), 0.5, 0.1), {}, "lrjax.clip: max_value must be >= min_value=0.5, got max_value=0.1"),
     ("scale", (lrjax.constant(1.0), nan), {}, "lrjax.scale: factor must be finite, got factor=nan"),
+    ("swa_schedule", (1.0, 0.05, -1, 10), {}, "lrjax.swa_schedule: start_step must be >= 0, got start_step=-1"),
+    ("swa_schedule", (1.0, 0.05, 10, 0), {}, "lrjax.swa_schedule: anneal_steps must be > 0, got anneal_steps=0"),
+    ("swa_schedule", (1.0, 0.05, 10, 5), {"anneal": "cosine"}, "lrjax.swa_schedule: anneal must be one of 'cos' | 'linear', got anneal='cosine'"),
     ("product", (), {}, "lrjax.product: needs at least one schedule, got none"),
 ]
 

@@ -9,6 +9,7 @@ from lrjax.schedules._decay import (constant, exponential_decay, inverse_sqrt,
                                     inverse_time_decay, linear, multistep_decay,
                                     polynomial, step_decay)
 from lrjax.schedules._piecewise import piecewise_constant, piecewise_linear
+from lrjax.schedules._swa import swa_schedule
 from lrjax.schedules._warmup import warmup, wsd
 
 __all__ = [
@@ -16,5 +17,5 @@ __all__ = [
     "cosine_restarts", "create", "cyclic", "exponential_decay", "from_config",
     "inverse_sqrt", "inverse_time_decay", "join", "linear", "multistep_decay",
     "one_cycle", "piecewise_constant", "piecewise_linear", "polynomial", "product",
-    "scale", "schedule_names", "step_decay", "warmup", "warmup_cosine_decay", "wsd",
+    "scale", "schedule_names", "step_decay", "swa_schedule", "warmup", "warmup_cosine_decay", "wsd",
 ]

@@ -149,6 +149,32 @@ class StatefulSchedule:
                          stats=stats)
 
 
+def _children(node: Any) -> list[Any]:
+  if isinstance(node, dict):
+    return list(node.values())
+  if isinstance(node, (list, tuple)):
+    return list(node)
+  leaves, _ = jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)
+  return [] if len(leaves) == 1 and leaves[0] is node else leaves
+
+
+def find_in_state(node: Any, read: Any) -> Any:
+  """Depth first through an optimizer state: the first ``read(node)`` that is not None.
+
+  The one walker behind ``current_lr`` and ``averaged_params``: it sees through
+  ``optax.chain``, ``MultiSteps``, ``apply_if_finite``, ``masked``, dicts and any
+  registered pytree node.
+  """
+  found = read(node)
+  if found is not None:
+    return found
+  for child in _children(node):
+    found = find_in_state(child, read)
+    if found is not None:
+      return found
+  return None
+
+
 def base_schedule(base: Any, fn: str) -> Schedule:
   """The ``base`` argument: a float or any lrjax / Optax pure schedule."""
   return as_schedule(base, fn, "base")

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrjax.stateful._core import ScheduleState
+from lrjax.stateful._core import ScheduleState, find_in_state
 
 
 class AsTransformState(NamedTuple):
@@ -60,30 +60,16 @@ def as_transform(schedule: Any) -> optax.GradientTransformationExtraArgs:
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _children(node: Any) -> list[Any]:
-  if isinstance(node, dict):
-    return list(node.values())
-  if isinstance(node, (list, tuple)):
-    return list(node)
-  leaves, _ = jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)
-  return [] if len(leaves) == 1 and leaves[0] is node else leaves
-
-
-def _find_lr(node: Any) -> Optional[jax.Array]:
+def _read_lr(node: Any) -> Optional[jax.Array]:
   if isinstance(node, ScheduleState):
     return node.lr
-  lr_field = getattr(node, "lr", None)
-  if lr_field is not None and hasattr(node, "_fields") and "lr" in node._fields:
-    return lr_field
+  if hasattr(node, "_fields") and "lr" in node._fields:
+    return node.lr
   hyperparams = getattr(node, "hyperparams", None)
   if isinstance(hyperparams, dict):
     for key in ("learning_rate", "lr"):
       if key in hyperparams:
         return hyperparams[key]
-  for child in _children(node):
-    found = _find_lr(child)
-    if found is not None:
-      return found
   return None
 
 
@@ -116,7 +102,7 @@ def current_lr(opt_state: Any, replicated: bool = False) -> jax.Array:
     >>> float(lrjax.current_lr(state))
     1.0
   """
-  lr = _find_lr(opt_state)
+  lr = find_in_state(opt_state, _read_lr)
   if lr is None:
     raise ValueError(
         "lrjax.current_lr: the optimizer state holds no learning rate; build the optimizer "
