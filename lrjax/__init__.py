@@ -10,7 +10,8 @@ from lrjax.schedules import (FunctionSchedule, Schedule, clip, constant, cosine_
                              warmup_cosine_decay, wsd)
 from lrjax.stateful import (ScheduleState, StatefulSchedule, as_transform, current_lr, greedy,
                             reduce_on_plateau, window_decay, window_search)
-from lrjax.transforms import averaged_params, ema_params, lawa, scheduled_weight_decay, swa
+from lrjax.transforms import (averaged_params, ema_params, hypergradient, lawa,
+                              scheduled_weight_decay, swa)
 
 __version__ = "0.1.0"
 
@@ -23,5 +24,5 @@ __all__ = [
     "warmup_cosine_decay", "wsd", "__version__",
     "ScheduleState", "StatefulSchedule", "as_transform", "current_lr", "greedy",
     "reduce_on_plateau", "window_decay", "window_search", "averaged_params", "ema_params",
-    "lawa", "scheduled_weight_decay", "swa", "swa_schedule",
+    "lawa", "scheduled_weight_decay", "hypergradient", "swa", "swa_schedule",
 ]

@@ -1,0 +1,137 @@
+"""Hypergradient descent against the paper's algorithm, on a quadratic and on noise."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lrjax
+
+
+def sgd_hd_reference(theta, grad_fn, alpha, beta, steps):
+  """Baydin et al. 2018, Algorithm SGD-HD, transcribed in NumPy float64."""
+  prev = np.zeros_like(theta)
+  alphas = []
+  for _ in range(steps):
+    g = grad_fn(theta)
+    alpha = alpha + beta * np.dot(g, prev)
+    theta = theta - alpha * g
+    prev = g
+    alphas.append(alpha)
+  return theta, np.array(alphas)
+
+
+def adam_hd_reference(theta, grad_fn, alpha, beta, steps, b1=0.9, b2=0.999, eps=1e-8):
+  """Adam-HD: h_t = g_t . u_{t-1}, u Adam's bias-corrected direction (negated)."""
+  m = np.zeros_like(theta)
+  v = np.zeros_like(theta)
+  u_prev = np.zeros_like(theta)
+  alphas = []
+  for t in range(1, steps + 1):
+    g = grad_fn(theta)
+    alpha = alpha - beta * np.dot(g, u_prev)
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    u = -(m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    theta = theta + alpha * u
+    u_prev = u
+    alphas.append(alpha)
+  return theta, np.array(alphas)
+
+
+A = np.diag([1.0, 3.0, 10.0])
+
+
+def quad_grad(theta):
+  return A @ theta
+
+
+def _run(tx, theta0, steps):
+  params = jnp.asarray(theta0, jnp.float32)
+  state = tx.init(params)
+  step = jax.jit(lambda p, s: tx.update(jnp.asarray(A, jnp.float32) @ p, s, p))
+  alphas = []
+  for _ in range(steps):
+    updates, state = step(params, state)
+    params = optax.apply_updates(params, updates)
+    alphas.append(float(lrjax.current_lr(state)))
+  return np.asarray(params), np.array(alphas), state
+
+
+def test_sgd_hd_equals_the_paper_step_for_step():
+  theta0 = np.array([1.0, -1.0, 0.5])
+  want_theta, want_alpha = sgd_hd_reference(theta0, quad_grad, 0.01, 1e-3, 60)
+  theta, alphas, _ = _run(lrjax.hypergradient(optax.sgd, init_value=0.01, hyper_lr=1e-3),
+                          theta0, 60)
+  np.testing.assert_allclose(alphas, want_alpha, rtol=1e-5)
+  np.testing.assert_allclose(theta, want_theta, rtol=1e-4, atol=1e-6)
+
+
+def test_adam_hd_equals_the_transcription():
+  theta0 = np.array([1.0, -1.0, 0.5])
+  want_theta, want_alpha = adam_hd_reference(theta0, quad_grad, 1e-2, 1e-3, 40)
+  theta, alphas, _ = _run(lrjax.hypergradient(optax.adam, init_value=1e-2, hyper_lr=1e-3),
+                          theta0, 40)
+  np.testing.assert_allclose(alphas, want_alpha, rtol=1e-4)
+  np.testing.assert_allclose(theta, want_theta, rtol=1e-3, atol=1e-5)
+
+
+def test_too_small_alpha_grows_toward_the_stable_range():
+  theta, alphas, _ = _run(lrjax.hypergradient(optax.sgd, init_value=1e-4, hyper_lr=1e-4),
+                          np.array([1.0, 1.0, 1.0]), 300)
+  assert alphas[-1] > 100 * alphas[0]
+  assert alphas.max() < 2 / 10.0  # below the divergence edge of the stiffest direction
+  assert np.abs(theta).max() < 1e-3  # and it converged
+
+
+def test_multiplicative_rule_grows_by_at_most_beta_per_step():
+  _, alphas, _ = _run(lrjax.hypergradient(optax.sgd, init_value=1e-3, hyper_lr=0.05,
+                                          multiplicative=True), np.ones(3), 50)
+  ratios = alphas[1:] / alphas[:-1]
+  assert np.all(ratios <= 1.05 + 1e-6) and np.all(ratios >= 0.95 - 1e-6)
+  assert alphas[-1] > alphas[0]
+
+
+def test_noisy_problem_stays_bounded():
+  rng = np.random.default_rng(0)
+  tx = lrjax.hypergradient(optax.sgd, init_value=0.05, hyper_lr=1e-3)
+  params = jnp.ones(3)
+  state = tx.init(params)
+  step = jax.jit(lambda p, s, n: tx.update(jnp.asarray(A, jnp.float32) @ p + n, s, p))
+  alphas = []
+  for _ in range(2000):
+    noise = jnp.asarray(rng.standard_normal(3), jnp.float32)
+    updates, state = step(params, state, noise)
+    params = optax.apply_updates(params, updates)
+    alphas.append(float(state.lr))
+  alphas = np.array(alphas)
+  assert np.all(np.isfinite(alphas)) and np.all(np.isfinite(np.asarray(params)))
+  assert 0 <= alphas.min() and alphas.max() < 2 / 10.0  # below the stiffest direction's edge
+
+
+def test_nonfinite_gradients_skip_the_alpha_update_and_clip_bounds():
+  tx = lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=10.0, min_value=0.05,
+                           max_value=0.2)
+  params = jnp.ones(2)
+  state = tx.init(params)
+  _, state = tx.update(jnp.ones(2), state, params)
+  _, state = tx.update(jnp.array([jnp.nan, 1.0]), state, params)
+  assert float(state.lr) == pytest.approx(0.1) and int(state.num_nonfinite) == 1
+  _, state = tx.update(jnp.ones(2), state, params)  # h = 1 . -1 = -2 -> alpha up, clipped
+  assert float(state.lr) == pytest.approx(0.2)
+  _, state = tx.update(-jnp.ones(2), state, params)  # h = -1 . -1 = 2 -> down, clipped
+  assert float(state.lr) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(init_value=0.0, hyper_lr=1e-3), "lrjax.hypergradient: init_value must be > 0"),
+    (dict(init_value=0.1, hyper_lr=-1.0), "lrjax.hypergradient: hyper_lr must be >= 0"),
+    (dict(init_value=0.1, hyper_lr=1e-3, min_value=0.5, max_value=0.1),
+     "lrjax.hypergradient: max_value must be finite and >= min_value=0.5"),
+    (dict(init_value=float("nan"), hyper_lr=1e-3), "lrjax.hypergradient: init_value must be"),
+])
+def test_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError) as info:
+    lrjax.hypergradient(optax.sgd, **kwargs)
+  assert str(info.value).startswith(message), str(info.value)
