@@ -1,5 +1,6 @@
 """lrjax: learning-rate scheduling for JAX and Optax."""
 
+from lrjax.finder import FindLRResult, find_lr
 from lrjax.plotting import plot_schedules
 from lrjax.schedules import (FunctionSchedule, Schedule, clip, constant, cosine_decay,
                              cosine_restarts, create, cyclic, exponential_decay,
@@ -24,5 +25,5 @@ __all__ = [
     "warmup_cosine_decay", "wsd", "__version__",
     "ScheduleState", "StatefulSchedule", "as_transform", "current_lr", "greedy",
     "reduce_on_plateau", "window_decay", "window_search", "averaged_params", "ema_params",
-    "lawa", "scheduled_weight_decay", "hypergradient", "swa", "swa_schedule",
+    "lawa", "scheduled_weight_decay", "hypergradient", "FindLRResult", "find_lr", "swa", "swa_schedule",
 ]
