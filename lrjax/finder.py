@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Iterable, Optional
 
 import jax
@@ -96,6 +97,42 @@ def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> dict:
           "valley": _valley(lrs, smoothed)}
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled(loss_fn, optimizer, lrs: tuple, smoothing: float, diverge_factor: float):
+  """The jitted init, step and whole-sweep functions for one configuration.
+
+  Cached, so calling ``find_lr`` again with the same loss function and
+  settings (new parameters or batches) compiles nothing new.
+  """
+  lr_table = jnp.asarray(lrs, jnp.float32)
+  tx = optax.inject_hyperparams(optimizer)(learning_rate=lambda count: lr_table[count])
+
+  def init(params):
+    return (params, tx.init(params), jnp.float32(0.0), jnp.float32(jnp.inf), jnp.int32(0),
+            jnp.asarray(False))
+
+  def step(carry, batch):
+    params, opt_state, avg, best, index, stopped = carry
+    loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+    loss = jnp.asarray(loss, jnp.float32)
+    avg = smoothing * avg + (1 - smoothing) * loss
+    smoothed = avg / (1 - smoothing ** (index + 1).astype(jnp.float32))
+    diverged = ~jnp.isfinite(smoothed) | (smoothed > diverge_factor * best)
+    stopped = stopped | diverged
+    best = jnp.where(stopped, best, jnp.minimum(best, smoothed))
+    updates, new_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(stopped, b, a), new, old)  # noqa: E731
+    carry = (keep(new_params, params), keep(new_state, opt_state), avg, best, index + 1, stopped)
+    nan = jnp.float32(jnp.nan)
+    return carry, (jnp.where(stopped, nan, loss), jnp.where(stopped, nan, smoothed), stopped)
+
+  def sweep(carry, batches):
+    return jax.lax.scan(step, carry, batches)[1]
+
+  return jax.jit(init), jax.jit(step), jax.jit(sweep)
+
+
 def find_lr(loss_fn: Callable[[Any, Any], jax.Array], params: Any, batches: Any,
             optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
             min_lr: float = 1e-7, max_lr: float = 10.0, num_steps: int = 100,
@@ -167,41 +204,22 @@ def find_lr(loss_fn: Callable[[Any, Any], jax.Array], params: Any, batches: Any,
     lrs = min_lr * (max_lr / min_lr) ** i
   else:
     lrs = min_lr + (max_lr - min_lr) * i
-  lr_table = jnp.asarray(lrs, jnp.float32)
-  tx = optax.inject_hyperparams(optimizer)(learning_rate=lambda count: lr_table[count])
-
-  def step(carry, batch):
-    params, opt_state, avg, best, index, stopped = carry
-    loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-    loss = jnp.asarray(loss, jnp.float32)
-    avg = smoothing * avg + (1 - smoothing) * loss
-    smoothed = avg / (1 - smoothing ** (index + 1).astype(jnp.float32))
-    diverged = ~jnp.isfinite(smoothed) | (smoothed > diverge_factor * best)
-    stopped = stopped | diverged
-    best = jnp.where(stopped, best, jnp.minimum(best, smoothed))
-    updates, new_state = tx.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(stopped, b, a), new, old)  # noqa: E731
-    carry = (keep(new_params, params), keep(new_state, opt_state), avg, best, index + 1, stopped)
-    nan = jnp.float32(jnp.nan)
-    return carry, (jnp.where(stopped, nan, loss), jnp.where(stopped, nan, smoothed), stopped)
-
-  init = (params, tx.init(params), jnp.float32(0.0), jnp.float32(jnp.inf), jnp.int32(0),
-          jnp.asarray(False))
   # A list, generator or iterator yields one batch per step; any other pytree
   # (an array, a tuple or dict of arrays) is stacked along a leading step axis.
   stacked = not isinstance(batches, list) and not hasattr(batches, "__next__")
-  leaves = jax.tree.leaves(batches) if stacked else []
+  init, step, sweep = _compiled(loss_fn, optimizer, tuple(float(x) for x in lrs),
+                                float(smoothing), float(diverge_factor))
+  carry = init(params)
   if stacked:
-    if any(x.shape[0] != num_steps for x in leaves):
+    leaves = jax.tree.leaves(batches)
+    if any(np.shape(x)[:1] != (num_steps,) for x in leaves):
       raise ValueError(f"lrjax.{fn}: stacked batches must have leading axis num_steps="
-                       f"{num_steps}, got shapes {[x.shape for x in leaves]}")
-    _, (losses, smoothed, stops) = jax.jit(lambda c, b: jax.lax.scan(step, c, b))(init, batches)
+                       f"{num_steps}, got shapes {[np.shape(x) for x in leaves]}")
+    losses, smoothed, stops = sweep(carry, batches)
   else:
-    jstep = jax.jit(step)
-    carry, out = init, []
-    for k, batch in zip(range(num_steps), batches):
-      carry, o = jstep(carry, batch)
+    out = []
+    for _, batch in zip(range(num_steps), batches):
+      carry, o = step(carry, batch)
       out.append(o)
     if len(out) < num_steps:
       raise ValueError(f"lrjax.{fn}: batches gave {len(out)} batches, need num_steps={num_steps}")
