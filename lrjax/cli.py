@@ -117,12 +117,48 @@ def _cmd_plot(args) -> int:
   return 0
 
 
+def _cmd_compare(args) -> int:
+  from lrjax import compare, tasks
+  if args.task not in tasks.TASKS:
+    raise CLIError(f"unknown task {args.task!r}; known: {', '.join(tasks.TASKS)}")
+  names = [n.strip() for n in args.schedules.split(",") if n.strip()]
+  known = compare.optimizers(args.steps, args.peak_lr)
+  unknown = [n for n in names if n not in known]
+  if unknown or not names:
+    raise CLIError(f"unknown schedule {', '.join(map(repr, unknown)) or '(none given)'}; "
+                   f"known: {', '.join(sorted(known))}")
+  if not args.peak_lr > 0:
+    raise CLIError(f"--peak-lr must be > 0, got {args.peak_lr!r}")
+  try:
+    os.makedirs(args.out, exist_ok=True)
+    probe = os.path.join(args.out, ".lrjax-write-test")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise CLIError(f"cannot write to --out {args.out!r}: {e.strerror}") from None
+  try:
+    summary = compare.run(args.task, names, args.steps, args.seeds, args.peak_lr, args.out,
+                          args.eval_every, progress=not args.quiet)
+  except ImportError as e:
+    raise CLIError(str(e)) from None
+  print(compare.format_table(summary))
+  print(f"wrote {args.out}/results.json, results.csv, loss_curves.png, metric_curves.png, "
+        "lr_curves.png")
+  return 0
+
+
 def _cmd_list(args) -> int:
   import lrjax
   for name in lrjax.schedule_names():
     if name != "function":
       print(name)
   return 0
+
+
+def _default_schedules():
+  from lrjax.compare import DEFAULT_SCHEDULES
+  return DEFAULT_SCHEDULES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image path (default schedules.png)")
   plot.add_argument("--log", action="store_true", help="logarithmic learning-rate axis")
   plot.set_defaults(func=_cmd_plot)
+  cmp = sub.add_parser(
+      "compare", help="train a task under many schedules and compare them",
+      description="Train a task once per schedule and seed with AdamW, and report which "
+      "schedule trains fastest.")
+  cmp.add_argument("--task", default="digits", help="digits (default), regression or charlm")
+  cmp.add_argument("--schedules", default=",".join(_default_schedules()),
+                   help="comma-separated names (lrjax schedules and optax baselines)")
+  cmp.add_argument("--steps", type=_positive_int, default=500)
+  cmp.add_argument("--seeds", type=_positive_int, default=3)
+  cmp.add_argument("--peak-lr", type=float, default=3e-3)
+  cmp.add_argument("--eval-every", type=_positive_int, default=50)
+  cmp.add_argument("--out", default="lrjax-compare", help="output folder (default lrjax-compare)")
+  cmp.add_argument("--quiet", action="store_true", help="no progress bar")
+  cmp.set_defaults(func=_cmd_compare)
   lst = sub.add_parser("list", help="list the schedule names")
   lst.set_defaults(func=_cmd_list)
   return parser
@@ -152,7 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   if not getattr(args, "command", None):
     parser.print_usage(sys.stderr)
-    print("lrjax: error: a command is required (plot, list)", file=sys.stderr)
+    print("lrjax: error: a command is required (compare, plot, list)", file=sys.stderr)
     return 2
   try:
     return args.func(args)

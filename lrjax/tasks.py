@@ -220,6 +220,13 @@ def get_task(name: str) -> Task:
   return builders[name]()
 
 
+def _eval_params(opt_state, params):
+  """Schedule-free optimizers evaluate at their averaged iterate, not the training one."""
+  if isinstance(opt_state, optax.contrib.ScheduleFreeState):
+    return optax.contrib.schedule_free_eval_params(opt_state, params)
+  return params
+
+
 def _lr_or_nan(opt_state) -> jax.Array:
   from lrjax.stateful import current_lr
   try:
@@ -262,7 +269,7 @@ def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 
     keys = jax.random.split(jax.random.fold_in(data_key, done), n)
     params, opt_state, train_loss, lr = chunk(params, opt_state, keys)
     done += n
-    ev = evaluate(params)
+    ev = evaluate(_eval_params(opt_state, params))
     row = {"steps": done, "train_loss": float(train_loss), "eval_loss": float(ev["loss"]),
            "metric": float(ev["metric"]), "lrs": float(lr)}
     for k, v in row.items():

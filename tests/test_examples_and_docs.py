@@ -28,7 +28,7 @@ def test_readme_opens_with_two_commands_and_ci_runs_the_test_one():
   commands = _readme_commands()
   assert len(commands) >= 2
   main_job, tests = commands[0], commands[1]
-  assert "lrjax plot" in main_job and "pip install" in main_job
+  assert "lrjax compare" in main_job and "pip install" in main_job
   assert "pytest" in tests and "pip install" in tests
   ci = (ROOT / ".ci" / "run").read_text()
   assert tests in ci
