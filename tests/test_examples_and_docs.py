@@ -9,7 +9,10 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-SMOKE_ARGS = {"schedule_sweep.py": ["--steps", "40"]}
+SMOKE_ARGS = {"schedule_sweep.py": ["--steps", "40"], "seed_cnn.py": ["--steps", "60"],
+              "optax_chain.py": ["--steps", "30"], "flax_nnx.py": ["--steps", "20"],
+              "multi_device.py": ["--steps", "20"], "checkpoint_resume.py": ["--steps", "50"],
+              "lr_finder.py": ["--steps", "30"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
