@@ -1,7 +1,6 @@
 """The ``lrjax`` command line and plotting."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -22,14 +22,13 @@ def test_sweep_values_follow_their_definitions():
                     max_lr=10.0, num_steps=60, smoothing=0.9)
   np.testing.assert_allclose(r.lrs, 1e-4 * (1e5) ** (np.arange(60) / 59), rtol=1e-12)
   # Debiased EMA of the losses, and the stop rule, transcribed.
-  avg, best, stop = 0.0, np.inf, None
+  avg = 0.0
   for i, l in enumerate(r.losses):
     if np.isnan(l):
       break
     avg = 0.9 * avg + 0.1 * l
     s = avg / (1 - 0.9 ** (i + 1))
     np.testing.assert_allclose(r.smoothed_losses[i], s, rtol=1e-5)
-    best = min(best, s)
   assert r.stopped_at is not None
   assert np.all(np.isnan(r.losses[r.stopped_at:])) and np.all(np.isfinite(r.losses[:r.stopped_at]))
   prefix = r.smoothed_losses[:r.stopped_at]

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from lrjax import _validation as v
 from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, counter,
-                                  reduced_factor, saturating_increment)
+                                  reduced_factor, saturating_increment, select_tree)
 
 
 class PlateauStats(NamedTuple):
@@ -75,8 +75,7 @@ class ReduceOnPlateau(StatefulSchedule):
                            cooldown_counter=jnp.where(reduce, self.cooldown, cooldown_counter),
                            window_sum=as_stat(0.0), window_count=counter())
     waiting = stats._replace(window_sum=total, window_count=count)
-    new_stats = jax.tree.map(lambda d, w: jnp.where(full, d, w).astype(w.dtype), decided, waiting)
-    return new_stats, jnp.where(full, new_factor, factor)
+    return select_tree(full, decided, waiting), jnp.where(full, new_factor, factor)
 
 
 @v.checks_finite

@@ -36,6 +36,7 @@ def _dot(a, b):
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@v.checks_finite
 def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation], *,
                   init_value: float, hyper_lr: float, multiplicative: bool = False,
                   min_value: float = 0.0, max_value: Optional[float] = None,
@@ -97,11 +98,8 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
   v.positive(fn, "init_value", init_value)
   v.non_negative(fn, "hyper_lr", hyper_lr)
   v.non_negative(fn, "min_value", min_value)
-  for name, value in (("init_value", init_value), ("hyper_lr", hyper_lr),
-                      ("min_value", min_value)):
-    v.check(fn, name, value, lambda a: jnp.isfinite(a), "finite")
   if max_value is not None:
-    v.check(fn, "max_value", max_value, lambda a: jnp.isfinite(a) & (a >= min_value),
+    v.check(fn, "max_value", max_value, lambda a: a >= min_value,
             f"finite and >= min_value={min_value!r}")
   inner = optax.with_extra_args_support(optimizer_factory(1.0))
 

@@ -28,6 +28,7 @@ class WeightDecayState(NamedTuple):
   decay: jax.Array
 
 
+@v.checks_finite
 def scheduled_weight_decay(weight_decay: Any, schedule: Any = None, coupling: str = "relative",
                            mask: Any = None,
                            max_lr: Optional[float] = None) -> optax.GradientTransformation:
@@ -88,7 +89,6 @@ def scheduled_weight_decay(weight_decay: Any, schedule: Any = None, coupling: st
   lr_schedule = None if schedule is None else as_schedule(schedule, fn, "schedule")
   if max_lr is not None:
     v.positive(fn, "max_lr", max_lr)
-    v.check(fn, "max_lr", max_lr, lambda a: jnp.isfinite(a), "finite")
 
   def init_fn(params):
     del params
