@@ -26,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from lrjax import compare, tasks
+from lrjax.bench import runner, tasks, unroll
 
 STEPS = {"digits": 400, "regression": 300, "charlm": 150}
 FIXED_EXTRA = {"optax.warmup_cosine_decay_schedule"}
@@ -50,7 +50,7 @@ def main() -> None:
   for task_name in args.tasks.split(","):
     task = tasks.get_task(task_name)
     steps = STEPS[task_name]
-    names = sorted(compare.optimizers(steps, 1.0))
+    names = sorted(runner.optimizers(steps, 1.0))
     better = (lambda a, b: a > b) if task.higher_is_better else (lambda a, b: a < b)
     rows = []
     start = time.perf_counter()
@@ -60,15 +60,15 @@ def main() -> None:
       if not adaptive:
         best = None
         for p in grid:
-          r = tasks.train(task, compare.optimizers(steps, p)[name](), steps, seed=100,
+          r = unroll.train(task, runner.optimizers(steps, p)[name](), steps, seed=100,
                           eval_every=args.eval_every)
           if best is None or better(r.metric[-1], best[1]):
             best = (p, r.metric[-1])
         peak = best[0]
-      results = [tasks.train(task, compare.optimizers(steps, peak)[name](), steps, seed=s,
+      results = [unroll.train(task, runner.optimizers(steps, peak)[name](), steps, seed=s,
                              eval_every=args.eval_every) for s in range(args.seeds)]
       finals = np.array([r.metric[-1] for r in results])
-      hits = [compare.steps_to_target(r, task.target, task.higher_is_better) for r in results]
+      hits = [runner.steps_to_target(r, task.target, task.higher_is_better) for r in results]
       times = []
       for r, h in zip(results, hits):
         if h is not None:

@@ -9,7 +9,7 @@ import jax
 import optax
 
 import lrjax
-from lrjax import tasks
+from lrjax.bench import tasks
 
 
 def main(argv=None):

@@ -44,8 +44,12 @@ def main(argv=None):
       "adam(reduce_on_plateau) in MultiSteps": optax.MultiSteps(
           optax.inject_hyperparams(optax.adam)(learning_rate=lrjax.reduce_on_plateau(
               0.1, patience=5)), every_k_schedule=2),
-      "adam(1.0) then as_transform(greedy)": optax.chain(
-          optax.adam(0.1), lrjax.as_transform(lrjax.greedy(1.0, window=10, max_value=4.0))),
+      # inject_hyperparams keeps adam's 0.1 in the state, so current_lr reports the
+      # effective rate 0.1 x greedy's multiplier (a plain optax.adam(0.1) would need
+      # current_lr(state, schedule=0.1)).
+      "adam(0.1) then as_transform(greedy)": optax.chain(
+          optax.inject_hyperparams(optax.adam)(0.1),
+          lrjax.as_transform(lrjax.greedy(1.0, window=10, max_value=4.0))),
   }
   for name, tx in chains.items():
     loss, lr = train(tx, n)

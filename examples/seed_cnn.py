@@ -12,7 +12,7 @@ import argparse
 import optax
 
 import lrjax
-from lrjax import tasks
+from lrjax.bench import tasks, unroll
 
 
 def main(argv=None):
@@ -28,7 +28,7 @@ def main(argv=None):
     print(f"step {step:4d}  train loss {row['train_loss']:.4f}  test accuracy "
           f"{row['metric']:.4f}  lr {row['lrs']:.2e}")
 
-  result = tasks.train(task, tx, args.steps, seed=0, eval_every=max(args.steps // 6, 1),
+  result = unroll.train(task, tx, args.steps, seed=0, eval_every=max(args.steps // 6, 1),
                        on_eval=log)
   print(f"final test accuracy {result.metric[-1]:.4f} in {result.wall_time:.1f} s")
 

@@ -9,10 +9,11 @@ from lrjax.schedules import (FunctionSchedule, Schedule, clip, constant, cosine_
                              piecewise_linear, polynomial, product, scale,
                              schedule_names, step_decay, swa_schedule, warmup,
                              warmup_cosine_decay, wsd)
-from lrjax.stateful import (ScheduleState, StatefulSchedule, as_transform, current_lr, greedy,
-                            reduce_on_plateau, window_decay, window_search)
-from lrjax.transforms import (averaged_params, ema_params, hypergradient, lawa,
-                              scheduled_weight_decay, swa)
+from lrjax.stateful import (ScheduleState, StatefulSchedule, greedy, reduce_on_plateau,
+                            window_decay)
+from lrjax.transforms import (as_transform, ema_params, hypergradient, lawa,
+                              scheduled_weight_decay, swa, window_search)
+from lrjax._inspection import averaged_params, current_lr
 
 __version__ = "0.1.0"
 

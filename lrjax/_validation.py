@@ -104,6 +104,18 @@ def increasing(fn: str, name: str, value: Any, strict: bool = True) -> None:
     fail(fn, name, order, value)
 
 
+def is_callable(fn: str, name: str, value: Any) -> None:
+  """Raises unless ``value`` is callable (an optimizer factory, a loss function)."""
+  if not callable(value):
+    fail(fn, name, "callable", value)
+
+
+def upper_bound(fn: str, name: str, value: Any, lower_name: str, lower: Any) -> None:
+  """An optional upper bound (``None`` = none) that is >= its lower bound."""
+  if value is not None:
+    check(fn, name, value, lambda a: a >= lower, f">= {lower_name}={lower!r}")
+
+
 def _is_schedule_like(value: Any) -> bool:
   return callable(value) or isinstance(value, dict)
 

@@ -14,6 +14,9 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
+import lrjax
+from lrjax.bench import report, runner, tasks
+
 
 class CLIError(Exception):
   """A user error: printed as one line, exit status 2."""
@@ -79,11 +82,14 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def _build(config: dict[str, Any]):
-  import lrjax
   try:
-    return lrjax.from_config(config)
+    schedule = lrjax.from_config(config)
   except (ValueError, TypeError) as e:
     raise CLIError(str(e)) from None
+  if not isinstance(schedule, lrjax.Schedule):
+    raise CLIError(f"{config['name']!r} is a stateful schedule: its learning rate follows the "
+                   "training signal, so it has no curve to plot (try it in lrjax compare)")
+  return schedule
 
 
 def _positive_int(text: str) -> int:
@@ -97,7 +103,6 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_plot(args) -> int:
-  import lrjax
   schedules = {}
   for spec in args.specs:
     label, config = parse_spec(spec)
@@ -118,11 +123,10 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-  from lrjax import compare, tasks
   if args.task not in tasks.TASKS:
     raise CLIError(f"unknown task {args.task!r}; known: {', '.join(tasks.TASKS)}")
   names = [n.strip() for n in args.schedules.split(",") if n.strip()]
-  known = compare.optimizers(args.steps, args.peak_lr)
+  known = runner.optimizers(args.steps, args.peak_lr)
   unknown = [n for n in names if n not in known]
   if unknown or not names:
     raise CLIError(f"unknown schedule {', '.join(map(repr, unknown)) or '(none given)'}; "
@@ -138,31 +142,24 @@ def _cmd_compare(args) -> int:
   except OSError as e:
     raise CLIError(f"cannot write to --out {args.out!r}: {e.strerror}") from None
   try:
-    summary = compare.run(args.task, names, args.steps, args.seeds, args.peak_lr, args.out,
+    summary = runner.run(args.task, names, args.steps, args.seeds, args.peak_lr, args.out,
                           args.eval_every, progress=not args.quiet)
   except ImportError as e:
     raise CLIError(str(e)) from None
-  print(compare.format_table(summary))
+  print(report.format_table(summary))
   print(f"wrote {args.out}/results.json, results.csv, loss_curves.png, metric_curves.png, "
         "lr_curves.png")
   return 0
 
 
 def _cmd_list(args) -> int:
-  import lrjax
   for name in lrjax.schedule_names():
     if name != "function":
       print(name)
   return 0
 
 
-def _default_schedules():
-  from lrjax.compare import DEFAULT_SCHEDULES
-  return DEFAULT_SCHEDULES
-
-
 def build_parser() -> argparse.ArgumentParser:
-  import lrjax
   parser = argparse.ArgumentParser(
       prog="lrjax", description="Learning-rate schedules for JAX and Optax.")
   parser.add_argument("--version", action="version", version=f"lrjax {lrjax.__version__}")
@@ -183,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
       description="Train a task once per schedule and seed with AdamW, and report which "
       "schedule trains fastest.")
   cmp.add_argument("--task", default="digits", help="digits (default), regression or charlm")
-  cmp.add_argument("--schedules", default=",".join(_default_schedules()),
+  cmp.add_argument("--schedules", default=",".join(runner.DEFAULT_SCHEDULES),
                    help="comma-separated names (lrjax schedules and optax baselines)")
   cmp.add_argument("--steps", type=_positive_int, default=500)
   cmp.add_argument("--seeds", type=_positive_int, default=3)

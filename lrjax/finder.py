@@ -36,27 +36,18 @@ class FindLRResult:
 
   def plot(self, path: Optional[str] = None, ax: Any = None) -> Any:
     """Smoothed loss against the learning rate (log x), suggestions marked."""
-    from lrjax.plotting import _pyplot
-    matplotlib, plt = _pyplot()
-    if ax is None:
-      if path is not None:
-        matplotlib.use("Agg", force=False)
-      _, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    from lrjax.plotting import line_plot
     ok = np.isfinite(self.smoothed_losses)
-    ax.plot(self.lrs[ok], self.losses[ok], color="0.75", linewidth=1, label="loss")
-    ax.plot(self.lrs[ok], self.smoothed_losses[ok], linewidth=1.8, label="smoothed loss")
-    for (name, lr), color in zip(self.suggestions.items(), ("C1", "C2", "C3")):
-      if np.isfinite(lr):
-        ax.axvline(lr, color=color, linestyle="--", linewidth=1.2, label=f"{name}: {lr:.2e}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("loss")
-    ax.set_title("learning-rate range test")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
-    if path is not None:
-      ax.figure.savefig(path, bbox_inches="tight")
-    return ax
+    marks = [(f"{name}: {lr:.2e}", lr, {"color": color})
+             for (name, lr), color in zip(self.suggestions.items(), ("C1", "C2", "C3"))
+             if np.isfinite(lr)]
+    return line_plot({"loss": (self.lrs[ok], self.losses[ok]),
+                      "smoothed loss": (self.lrs[ok], self.smoothed_losses[ok])},
+                     xlabel="learning rate", ylabel="loss", title="learning-rate range test",
+                     path=path, ax=ax, log_x=True,
+                     styles={"loss": {"color": "0.75", "linewidth": 1},
+                             "smoothed loss": {"linewidth": 1.8}},
+                     vlines=marks, legend="inside")
 
 
 def _valley(lrs: np.ndarray, losses: np.ndarray) -> float:

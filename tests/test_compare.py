@@ -12,12 +12,13 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("flax")
 
-from lrjax import cli, compare  # noqa: E402
+from lrjax import cli  # noqa: E402
+from lrjax.bench import runner  # noqa: E402
 
 
 def test_every_named_schedule_and_baseline_builds_and_steps():
   params = {"w": jnp.ones(3)}
-  for name, build in compare.optimizers(100, 1e-3).items():
+  for name, build in runner.optimizers(100, 1e-3).items():
     tx = build()
     state = tx.init(params)
     updates, _ = optax.with_extra_args_support(tx).update(params, state, params,
@@ -27,7 +28,7 @@ def test_every_named_schedule_and_baseline_builds_and_steps():
 
 def test_every_lrjax_schedule_is_selectable():
   import lrjax
-  names = set(compare.optimizers(100, 1e-3))
+  names = set(runner.optimizers(100, 1e-3))
   assert set(lrjax.schedule_names()) - {"function"} <= names
   assert {"reduce_on_plateau", "greedy", "window_decay", "window_search", "hypergradient",
           "optax.warmup_cosine_decay_schedule", "optax.contrib.reduce_on_plateau",
@@ -52,12 +53,12 @@ def test_small_comparison_writes_every_output(tmp_path, capsys):
 
 
 def test_steps_to_target():
-  from lrjax.tasks import TrainResult
+  from lrjax.bench.unroll import TrainResult
   r = TrainResult(np.array([10, 20, 30]), np.zeros(3), np.zeros(3), np.array([0.5, 0.9, 0.95]),
                   np.zeros(3), 0.0)
-  assert compare.steps_to_target(r, 0.9, True) == 20
-  assert compare.steps_to_target(r, 0.99, True) is None
-  assert compare.steps_to_target(r, 0.6, False) == 10
+  assert runner.steps_to_target(r, 0.9, True) == 20
+  assert runner.steps_to_target(r, 0.99, True) is None
+  assert runner.steps_to_target(r, 0.6, False) == 10
 
 
 @pytest.mark.parametrize("args,message", [

@@ -128,7 +128,7 @@ def test_nonfinite_gradients_skip_the_alpha_update_and_clip_bounds():
     (dict(init_value=0.0, hyper_lr=1e-3), "lrjax.hypergradient: init_value must be > 0"),
     (dict(init_value=0.1, hyper_lr=-1.0), "lrjax.hypergradient: hyper_lr must be >= 0"),
     (dict(init_value=0.1, hyper_lr=1e-3, min_value=0.5, max_value=0.1),
-     "lrjax.hypergradient: max_value must be finite and >= min_value=0.5"),
+     "lrjax.hypergradient: max_value must be >= min_value=0.5, got max_value=0.1"),
     (dict(init_value=float("nan"), hyper_lr=1e-3), "lrjax.hypergradient: init_value must be"),
 ])
 def test_bad_arguments(kwargs, message):

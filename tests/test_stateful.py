@@ -1,5 +1,6 @@
 """Stateful schedules: exact sequences, PyTorch parity, shared robustness rules, Optax use."""
 
+import functools
 import itertools
 
 import chex
@@ -13,6 +14,7 @@ import scipy.stats
 import lrjax
 import reference as ref
 from lrjax.stateful._window import slope_p_value
+from stateful_cases import SCHEDULES
 
 
 def lr_sequence(schedule, values, jit=True):
@@ -229,13 +231,9 @@ def test_window_decay_state_is_o_window():
 
 # ---- shared rules, for every stateful schedule ------------------------------------
 
-STATEFUL = {
-    "reduce_on_plateau": lambda **kw: lrjax.reduce_on_plateau(1e-2, patience=2, **kw),
-    "reduce_on_plateau_window": lambda **kw: lrjax.reduce_on_plateau(1e-2, patience=1,
-                                                                     window=4, **kw),
-    "greedy": lambda **kw: lrjax.greedy(1e-2, patience=2, window=5, max_value=1.0, **kw),
-    "window_decay": lambda **kw: lrjax.window_decay(lrjax.warmup(1e-2, 5), window=8, **kw),
-}
+# The one list (stateful_cases.py); structure, retrace, bf16, donation, devices and
+# checkpoints run over it in test_stateful_rules.py. Here: the schedule API on its own.
+STATEFUL = {name: functools.partial(make, None) for name, make in SCHEDULES.items()}
 STATEFUL_PARAMS = pytest.mark.parametrize("name", list(STATEFUL))
 
 
@@ -243,34 +241,6 @@ def _losses(n=200, seed=0):
   rng = np.random.default_rng(seed)
   return np.concatenate([np.linspace(3, 1, n // 2), np.ones(n - n // 2)]) + \
       0.05 * rng.standard_normal(n)
-
-
-@STATEFUL_PARAMS
-def test_state_structure_and_dtypes_never_change(name):
-  s = STATEFUL[name]()
-  state = s.init()
-  new = jax.jit(s.update)(state, value=jnp.float32(1.0))
-  chex.assert_trees_all_equal_structs(state, new)
-  chex.assert_trees_all_equal_shapes_and_dtypes(state, new)
-  # A lax.cond between the two must trace.
-  out = jax.jit(lambda st, p: jax.lax.cond(p, lambda x: s.update(x, value=2.0), lambda x: x, st))(
-      state, True)
-  chex.assert_trees_all_equal_shapes_and_dtypes(out, state)
-
-
-@STATEFUL_PARAMS
-def test_no_retrace_across_steps(name):
-  s = STATEFUL[name]()
-  chex.clear_trace_counter()
-
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def step(state, value):
-    return s.update(state, value=value)
-
-  state = s.init()
-  for v in _losses(40):
-    state = step(state, jnp.float32(v))
 
 
 @STATEFUL_PARAMS
@@ -292,14 +262,6 @@ def test_nan_values_are_skipped(name):
   assert int(state_dirty.num_nonfinite) == 4
   assert np.all(np.isfinite(np.asarray(jax.tree.leaves(state_dirty.stats)[0])))
   assert np.isfinite(float(s(state_dirty)))
-
-
-@STATEFUL_PARAMS
-def test_bf16_values_keep_float32_statistics(name):
-  s = STATEFUL[name]()
-  state = s.update(s.init(), value=jnp.bfloat16(1.5))
-  for leaf in jax.tree.leaves(state):
-    assert leaf.dtype in (jnp.float32, jnp.int32), leaf.dtype
 
 
 def test_counters_saturate_instead_of_wrapping():
@@ -367,10 +329,424 @@ def test_current_lr_through_compositions(wrap):
 
 
 def test_as_transform_in_a_chain_scales_updates():
+  # current_lr reports the effective rate: the inner 0.1 times the multiplier (issue 8).
   s = lrjax.reduce_on_plateau(1.0, factor=0.5, patience=0)
-  tx = optax.chain(optax.sgd(0.1), lrjax.as_transform(s))
+  tx = optax.chain(optax.inject_hyperparams(optax.sgd)(0.1), lrjax.as_transform(s))
   params, state, lrs = _train(tx, steps=3, losses=[1.0, 1.0, 1.0])
-  np.testing.assert_allclose(lrs, [1.0, 1.0, 0.5])
+  np.testing.assert_allclose(lrs, [0.1, 0.1, 0.05], rtol=1e-6)
+  # w <- w - 0.1 * lr * 2w with lr 1, 1, 0.5.
+  np.testing.assert_allclose(params["w"], 0.8 * 0.8 * 0.9 * np.ones(3), rtol=1e-6)
+
+
+def test_current_lr_on_a_plain_schedule_and_errors():
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=lrjax.cosine_decay(1.0, 4))
+  state = tx.init(jnp.zeros(1))
+  for _ in range(3):
+    _, state = tx.update(jnp.ones(1), state)
+  assert float(lrjax.current_lr(state)) == pytest.approx(0.5)
+  with pytest.raises(ValueError, match="holds no learning rate"):
+    lrjax.current_lr(optax.adam(1e-3).init(jnp.zeros(1)))
+  with pytest.raises(ValueError, match="no device axis"):
+    lrjax.current_lr(state, replicated=True)
+
+
+def test_flax_nnx_optimizer_forwards_value():
+  nnx = pytest.importorskip("flax.nnx")
+  model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+  s = lrjax.reduce_on_plateau(0.05, factor=0.5, patience=0)
+  opt = nnx.Optimizer(model, optax.inject_hyperparams(optax.sgd)(learning_rate=s), wrt=nnx.Param)
+  x = jnp.ones((4, 3))
+
+  @nnx.jit
+  def step(model, opt, loss_value):
+    grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+    opt.update(model, grads, value=loss_value)
+
+  lrs = []
+  for _ in range(3):
+    step(model, opt, jnp.float32(1.0))
+    lrs.append(float(lrjax.current_lr(opt.opt_state)))
+  np.testing.assert_allclose(lrs, [0.05, 0.05, 0.025], rtol=1e-6)
+
+
+# ---- bad arguments ------------------------------------------------------------------
+
+STATEFUL_BAD = [
+    (lrjax.reduce_on_plateau, dict(factor=1.0), "lrjax.reduce_on_plateau: factor must be in (0.0, 1.0), got factor=1.0"),
+    (lrjax.reduce_on_plateau, dict(patience=-1), "lrjax.reduce_on_plateau: patience must be an integer >= 0, got patience=-1"),
+    (lrjax.reduce_on_plateau, dict(patience=2.5), "lrjax.reduce_on_plateau: patience must be an integer >= 0, got patience=2.5"),
+    (lrjax.reduce_on_plateau, dict(threshold=-1e-4), "lrjax.reduce_on_plateau: threshold must be >= 0, got threshold=-0.0001"),
+    (lrjax.reduce_on_plateau, dict(threshold_mode="relative"), "lrjax.reduce_on_plateau: threshold_mode must be one of 'rel' | 'abs', got threshold_mode='relative'"),
+    (lrjax.reduce_on_plateau, dict(mode="minimum"), "lrjax.reduce_on_plateau: mode must be one of 'min' | 'max', got mode='minimum'"),
+    (lrjax.reduce_on_plateau, dict(cooldown=-2), "lrjax.reduce_on_plateau: cooldown must be an integer >= 0, got cooldown=-2"),
+    (lrjax.reduce_on_plateau, dict(min_value=-1.0), "lrjax.reduce_on_plateau: min_value must be >= 0, got min_value=-1.0"),
+    (lrjax.reduce_on_plateau, dict(eps=float("nan")), "lrjax.reduce_on_plateau: eps must be finite, got eps=nan"),
+    (lrjax.reduce_on_plateau, dict(window=0), "lrjax.reduce_on_plateau: window must be an integer >= 1, got window=0"),
+    (lrjax.greedy, dict(factor=1.5), "lrjax.greedy: factor must be in (0.0, 1.0), got factor=1.5"),
+    (lrjax.greedy, dict(window=0), "lrjax.greedy: window must be an integer >= 1, got window=0"),
+    (lrjax.greedy, dict(min_value=0.1, max_value=0.01), "lrjax.greedy: max_value must be >= min_value=0.1, got max_value=0.01"),
+    (lrjax.greedy, dict(warmup=-1), "lrjax.greedy: warmup must be an integer >= 0, got warmup=-1"),
+    (lrjax.window_decay, dict(window=2), "lrjax.window_decay: window must be an integer >= 3, got window=2"),
+    (lrjax.window_decay, dict(significance=1.0), "lrjax.window_decay: significance must be in (0.0, 1.0), got significance=1.0"),
+    (lrjax.window_decay, dict(factor=0.0), "lrjax.window_decay: factor must be in (0.0, 1.0), got factor=0.0"),
+]
+
+
+@pytest.mark.parametrize("factory,kwargs,message", STATEFUL_BAD,
+                         ids=[f"{f.__name__}-{i}" for i, (f, _, _) in enumerate(STATEFUL_BAD)])
+def test_stateful_bad_arguments(factory, kwargs, message):
+  with pytest.raises(ValueError) as info:
+    factory(1e-3, **kwargs)
+  assert str(info.value).startswith(message), str(info.value)
+
+
+def test_bad_base_is_named():
+  with pytest.raises(ValueError, match="lrjax.greedy: base must be a schedule, a callable or a number"):
+    lrjax.greedy("1e-3")
+
+
+def test_value_must_be_a_scalar():
+  s = lrjax.reduce_on_plateau(1.0)
+  with pytest.raises(ValueError, match="value must be a scalar"):
+    s.update(s.init(), value=jnp.ones(3))
+
+
+"Stateful schedules: exact sequences, PyTorch parity, shared robustness rules, Optax use."""
+
+import functools
+import itertools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.stats
+
+import lrjax
+import reference as ref
+from lrjax.stateful._window import slope_p_value
+from stateful_cases import SCHEDULES
+
+
+def lr_sequence(schedule, values, jit=True):
+  """The learning rate used at each update while feeding ``values``."""
+  update = jax.jit(schedule.update) if jit else schedule.update
+  state = schedule.init()
+  out = []
+  for v in values:
+    out.append(float(schedule(state)))
+    state = update(state, value=jnp.float32(v))
+  return np.array(out), state
+
+
+def scan_lr_sequence(schedule, values):
+  def body(state, v):
+    return schedule.update(state, value=v), schedule(state)
+  state, lrs = jax.jit(lambda vs: jax.lax.scan(body, schedule.init(), vs))(
+      jnp.asarray(values, jnp.float32))
+  return np.asarray(lrs), state
+
+
+# ---- reduce_on_plateau ----------------------------------------------------------
+
+def test_plateau_scripted_sequence():
+  s = lrjax.reduce_on_plateau(1.0, factor=0.5, patience=2, cooldown=1, min_value=0.2)
+  values = [5, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 3]
+  # best 5, 4; bad 1, 2, 3 -> reduce after update 4 (lr 0.5 from update 5); cooldown 1
+  # swallows update 5; bad 1, 2, 3 at updates 6-8 -> 0.25 from 9; updates 9 (cooldown),
+  # 10, 11 (an improvement) -> no change.
+  want = [1, 1, 1, 1, 1, .5, .5, .5, .5, .25, .25, .25]
+  np.testing.assert_allclose(lr_sequence(s, values)[0], want)
+
+
+def test_plateau_steady_descent_never_reduces():
+  s = lrjax.reduce_on_plateau(0.1, patience=3)
+  lrs, state = scan_lr_sequence(s, np.linspace(10, 1, 300))
+  np.testing.assert_allclose(lrs, 0.1)
+  assert int(state.stats.num_bad) == 0
+
+
+def test_plateau_noisy_descent_reduces_only_once_it_stalls():
+  s = lrjax.reduce_on_plateau(1.0, factor=0.1, patience=2)
+  values = [10, 9.5, 9.7, 9.0, 9.2, 9.1, 8.5, 8.6, 8.7, 8.8, 8.9]
+  # New bests at 0, 1, 3, 6 keep the bad count <= 2; 7, 8, 9 make it 3 > 2.
+  np.testing.assert_allclose(lr_sequence(s, values)[0], [1.0] * 10 + [0.1], rtol=1e-6)
+
+
+def test_plateau_divergence_reduces_every_patience_plus_one():
+  s = lrjax.reduce_on_plateau(1.0, factor=0.1, patience=4)
+  values = [1.0] + [1.0 + k for k in range(1, 16)]
+  lrs, _ = lr_sequence(s, values)
+  want = [1.0] * 6 + [0.1] * 5 + [0.01] * 5
+  np.testing.assert_allclose(lrs, want, rtol=1e-6)
+
+
+def test_plateau_min_value_and_eps():
+  s = lrjax.reduce_on_plateau(1.0, factor=0.1, patience=0, min_value=0.05)
+  lrs, _ = lr_sequence(s, [1.0] * 5)
+  np.testing.assert_allclose(lrs, [1.0, 1.0, 0.1, 0.05, 0.05], rtol=1e-6)
+  s = lrjax.reduce_on_plateau(1e-3, factor=0.5, patience=0, eps=1e-3)
+  np.testing.assert_allclose(lr_sequence(s, [1.0] * 4)[0], 1e-3)
+
+
+def test_plateau_negative_losses_reduce_like_positive_ones():
+  """Intended difference: PyTorch's rel test never improves on a flat negative loss."""
+  s = lrjax.reduce_on_plateau(1.0, factor=0.5, patience=1)
+  values = [-1.0, -2.0, -2.0, -2.0, -2.0, -3.0]
+  np.testing.assert_allclose(lr_sequence(s, values)[0], [1, 1, 1, 1, .5, .5])
+  # A steady descent of negative losses is an improvement every step: no reduction.
+  np.testing.assert_allclose(lr_sequence(s, -np.arange(1.0, 30.0))[0], 1.0)
+
+
+def test_plateau_max_mode_on_accuracies():
+  s = lrjax.reduce_on_plateau(0.1, factor=0.1, patience=1, mode="max", threshold=0.01)
+  accs = [0.5, 0.6, 0.7, 0.705, 0.70, 0.71, 0.8, 0.8, 0.8]
+  # 0.705 and 0.70 are not > 0.7 * 1.01: bad 1, 2 -> reduce after update 4; 0.71 > 0.707
+  # improves; 0.8 improves; then bad 1, 2 -> reduce after update 8.
+  want = [.1, .1, .1, .1, .1, .01, .01, .01, .01]
+  np.testing.assert_allclose(lr_sequence(s, accs)[0], want, rtol=1e-6)
+
+
+def test_plateau_window_decides_once_per_window_on_the_mean():
+  s = lrjax.reduce_on_plateau(1.0, factor=0.5, patience=0, window=3)
+  # windows: mean 2 (best), mean 2 (bad 1 > 0 -> reduce), mean 1 (improves)
+  values = [1, 2, 3, 3, 2, 1, 1, 1, 1]
+  want = [1, 1, 1, 1, 1, 1, .5, .5, .5]
+  lrs, state = lr_sequence(s, values)
+  np.testing.assert_allclose(lrs, want)
+  assert float(state.stats.best) == 1.0 and int(state.stats.window_count) == 0
+
+
+def test_plateau_nan_burst_changes_nothing_but_the_counter():
+  s = lrjax.reduce_on_plateau(1.0, factor=0.5, patience=1)
+  clean = [3.0, 2.0, 2.0, 2.0, 1.0]
+  dirty = [3.0, np.nan, 2.0, np.inf, np.nan, 2.0, 2.0, -np.inf, 1.0]
+  lrs_clean, s_clean = lr_sequence(s, clean)
+  lrs_dirty, s_dirty = lr_sequence(s, dirty)
+  finite = [i for i, v in enumerate(dirty) if np.isfinite(v)]
+  np.testing.assert_allclose(lrs_dirty[finite], lrs_clean)
+  assert int(s_dirty.num_nonfinite) == 4 and int(s_clean.num_nonfinite) == 0
+  chex.assert_trees_all_close(s_dirty.stats, s_clean.stats)
+  assert int(s_dirty.count) == len(dirty)
+
+
+GRID = list(itertools.product(["min", "max"], ["rel", "abs"], [0.0, 1e-2, 0.1], [0, 2],
+                              [0, 3], [0.1, 0.5], [0.0, 0.02], [1e-8, 5e-3]))
+
+
+@pytest.mark.parametrize("mode,tmode,threshold,patience,cooldown,factor,min_lr,eps", GRID)
+def test_plateau_matches_pytorch_algorithm(mode, tmode, threshold, patience, cooldown,
+                                           factor, min_lr, eps):
+  rng = np.random.default_rng(abs(hash((mode, tmode, threshold, patience, cooldown, factor,
+                                        min_lr, eps))) % 2**32)
+  # No exact ties with best * (1 - threshold): a linspace 2..1 over 39 steps hits
+  # 0.9 * best exactly in reals, and float32 rounding then decides the tie.
+  trend = 1.0 + np.exp(-np.arange(40) / 13.0)
+  walk = np.concatenate([trend, np.full(30, 1.0), 1.0 + 0.05 * rng.standard_normal(50),
+                         rng.uniform(0.5, 1.5, 30)])  # no ties at a float32 margin
+  metrics = walk if mode == "min" else 3.0 - walk  # positive in both modes
+  oracle = ref.TorchReduceLROnPlateau(0.3, mode, factor, patience, threshold, tmode, cooldown,
+                                      min_lr, eps)
+  want = []
+  for m in metrics:
+    want.append(oracle.lr)
+    oracle.step(float(np.float32(m)))
+  s = lrjax.reduce_on_plateau(0.3, factor, patience, threshold, tmode, mode, cooldown, min_lr,
+                              eps)
+  lrs, _ = scan_lr_sequence(s, metrics)
+  np.testing.assert_allclose(lrs, want, rtol=1e-5)
+
+
+def test_plateau_torch_itself_when_installed():
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  metrics = np.concatenate([np.linspace(3, 1, 20), 1 + 0.1 * rng.standard_normal(80)])
+  for mode, tmode, cooldown in itertools.product(["min", "max"], ["rel", "abs"], [0, 2]):
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.2)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode, 0.5, 3, 1e-3, tmode, cooldown,
+                                                       0.01)
+    vals = metrics if mode == "min" else 5 - metrics
+    want = []
+    for m in vals:
+      want.append(opt.param_groups[0]["lr"])
+      sched.step(float(np.float32(m)))
+    s = lrjax.reduce_on_plateau(0.2, 0.5, 3, 1e-3, tmode, mode, cooldown, 0.01)
+    np.testing.assert_allclose(scan_lr_sequence(s, vals)[0], want, rtol=1e-5)
+
+
+def test_plateau_with_a_warmup_base():
+  s = lrjax.reduce_on_plateau(lrjax.warmup(lrjax.constant(1.0), 4), factor=0.5, patience=0)
+  lrs, _ = lr_sequence(s, [5, 4, 3, 2, 1, 1, 1])
+  np.testing.assert_allclose(lrs, [0, .25, .5, .75, 1, 1, .5])
+
+
+# ---- greedy -----------------------------------------------------------------------
+
+def test_greedy_scripted():
+  s = lrjax.greedy(1.0, factor=0.5, patience=1, window=1, threshold=0.0, max_value=4.0,
+                   min_value=0.25)
+  lrs, _ = lr_sequence(s, [5, 4, 3, 2, 1, 1, 1, 1, 1, 1])
+  np.testing.assert_allclose(lrs, [1, 1, 2, 4, 4, 4, 4, 2, 1, .5])
+
+
+@pytest.mark.parametrize("patience,cooldown,warmup,window,factor", [
+    (0, 0, 0, 1, 0.5), (2, 3, 2, 5, 0.9), (5, 0, 10, 20, 0.95), (1, 5, 0, 3, 0.7)])
+def test_greedy_matches_reference_algorithm(patience, cooldown, warmup, window, factor):
+  rng = np.random.default_rng(patience * 100 + window)
+  losses = np.concatenate([np.linspace(3, 1, 60) + 0.05 * rng.standard_normal(60),
+                           1 + 0.05 * rng.standard_normal(80), np.linspace(1, 2, 30)])
+  oracle = ref.GreedyLR(0.1, factor, patience, cooldown, warmup, window, 1e-3, 0.5, 1e-4)
+  want = []
+  for loss in losses:
+    want.append(oracle.lr)
+    oracle.step(float(np.float32(loss)))
+  s = lrjax.greedy(0.1, factor, patience, cooldown, 1e-3, 0.5, window, warmup, threshold=1e-4)
+  np.testing.assert_allclose(scan_lr_sequence(s, losses)[0], want, rtol=1e-4)
+
+
+# ---- window_decay -----------------------------------------------------------------
+
+@pytest.mark.parametrize("df,t_crit", [(1, -6.314), (3, -2.353), (10, -1.812), (30, -1.697)])
+def test_student_t_cdf_matches_tables(df, t_crit):
+  from lrjax.stateful._window import student_t_cdf
+  assert float(student_t_cdf(jnp.float32(t_crit), float(df))) == pytest.approx(0.05, abs=2e-4)
+
+
+def test_slope_p_value_matches_scipy_linregress():
+  rng = np.random.default_rng(3)
+  for slope in (-0.05, -0.01, 0.0, 0.02):
+    y = 2 + slope * np.arange(30) + 0.1 * rng.standard_normal(30)
+    res = scipy.stats.linregress(np.arange(30), y, alternative="less")
+    assert float(slope_p_value(jnp.asarray(y, jnp.float32))) == pytest.approx(res.pvalue,
+                                                                             abs=1e-4)
+
+
+def test_window_decay_decays_only_stalled_windows():
+  s = lrjax.window_decay(1.0, window=10, factor=0.5)
+  rng = np.random.default_rng(1)
+  descent = np.linspace(3, 2, 10) + 0.01 * rng.standard_normal(10)
+  flat = 2 + 0.05 * rng.standard_normal(10)
+  values = np.concatenate([descent, descent - 1, flat, flat, descent - 2])
+  lrs, state = scan_lr_sequence(s, values)
+  want = [1.0] * 30 + [0.5] * 10 + [0.25] * 10
+  np.testing.assert_allclose(lrs, want)
+  assert int(state.stats.num_decays) == 2
+
+
+def test_window_decay_state_is_o_window():
+  s = lrjax.window_decay(1.0, window=64)
+  leaves = jax.tree.leaves(s.init())
+  assert sum(np.size(x) for x in leaves) < 64 + 16
+
+
+# ---- shared rules, for every stateful schedule ------------------------------------
+
+# The one list (stateful_cases.py); structure, retrace, bf16, donation, devices and
+# checkpoints run over it in test_stateful_rules.py. Here: the schedule API on its own.
+STATEFUL = {name: functools.partial(make, None) for name, make in SCHEDULES.items()}
+STATEFUL_PARAMS = pytest.mark.parametrize("name", list(STATEFUL))
+
+
+def _losses(n=200, seed=0):
+  rng = np.random.default_rng(seed)
+  return np.concatenate([np.linspace(3, 1, n // 2), np.ones(n - n // 2)]) + \
+      0.05 * rng.standard_normal(n)
+
+
+@STATEFUL_PARAMS
+def test_jit_scan_and_eager_agree(name):
+  s = STATEFUL[name]()
+  values = _losses(120)
+  eager, _ = lr_sequence(s, values[:40], jit=False)
+  scanned, _ = scan_lr_sequence(s, values[:40])
+  np.testing.assert_allclose(eager, scanned, rtol=1e-5)
+
+
+@STATEFUL_PARAMS
+def test_nan_values_are_skipped(name):
+  s = STATEFUL[name]()
+  values = _losses(100)
+  dirty = values.copy()
+  dirty[[10, 11, 50, 77]] = [np.nan, np.inf, np.nan, -np.inf]
+  _, state_dirty = scan_lr_sequence(s, dirty)
+  assert int(state_dirty.num_nonfinite) == 4
+  assert np.all(np.isfinite(np.asarray(jax.tree.leaves(state_dirty.stats)[0])))
+  assert np.isfinite(float(s(state_dirty)))
+
+
+def test_counters_saturate_instead_of_wrapping():
+  s = lrjax.reduce_on_plateau(1.0)
+  state = s.init()
+  big = jnp.int32(2**31 - 1)
+  state = state._replace(count=big, num_nonfinite=big,
+                         stats=state.stats._replace(num_bad=big))
+  state = s.update(state, value=jnp.float32(np.nan))
+  state = s.update(state, value=jnp.float32(1.0))
+  assert int(state.count) == 2**31 - 1 and int(state.num_nonfinite) == 2**31 - 1
+
+
+def test_value_is_keyword_only_and_required():
+  s = lrjax.reduce_on_plateau(1.0)
+  with pytest.raises(TypeError):
+    s.update(s.init())
+  with pytest.raises(TypeError):
+    s.update(s.init(), 1.0)
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=s)
+  with pytest.raises(TypeError, match="value"):
+    tx.update(jnp.ones(2), tx.init(jnp.zeros(2)), jnp.zeros(2))
+
+
+# ---- Optax and Flax integration ---------------------------------------------------
+
+def _train(tx, steps=30, losses=None):
+  params = {"w": jnp.ones(3)}
+  state = tx.init(params)
+
+  @jax.jit
+  def step(params, state, loss):
+    grads = jax.tree.map(lambda p: 2 * p, params)
+    updates, state = tx.update(grads, state, params, value=loss)
+    return optax.apply_updates(params, updates), state
+
+  lrs = []
+  losses = np.ones(steps) if losses is None else losses
+  for loss in losses:
+    params, state = step(params, state, jnp.float32(loss))
+    lrs.append(float(lrjax.current_lr(state)))
+  return params, state, np.array(lrs)
+
+
+def test_inject_hyperparams_uses_the_value_before_update():
+  s = lrjax.reduce_on_plateau(0.1, factor=0.5, patience=1)
+  losses = [3.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+  _, _, lrs = _train(optax.inject_hyperparams(optax.sgd)(learning_rate=s), losses=losses)
+  want, _ = lr_sequence(s, losses)
+  np.testing.assert_allclose(lrs, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("wrap", ["plain", "chain", "multisteps", "apply_if_finite", "nested"])
+def test_current_lr_through_compositions(wrap):
+  s = lrjax.reduce_on_plateau(0.1, factor=0.5, patience=0)
+  inner = optax.inject_hyperparams(optax.adam)(learning_rate=s)
+  tx = {"plain": lambda: inner,
+        "chain": lambda: optax.chain(optax.clip_by_global_norm(1.0), inner),
+        "multisteps": lambda: optax.MultiSteps(inner, every_k_schedule=1),
+        "apply_if_finite": lambda: optax.apply_if_finite(inner, 3),
+        "nested": lambda: optax.chain(optax.apply_if_finite(optax.chain(optax.identity(), inner),
+                                                            3))}[wrap]()
+  _, _, lrs = _train(tx, steps=4, losses=[1.0, 1.0, 1.0, 1.0])
+  np.testing.assert_allclose(lrs, [0.1, 0.1, 0.05, 0.025], rtol=1e-6)
+
+
+def test_as_transform_in_a_chain_scales_updates():
+  # current_lr reports the effective rate: the inner 0.1 times the multiplier (issue 8).
+  s = lrjax.reduce_on_plateau(1.0, factor=0.5, patience=0)
+  tx = optax.chain(optax.inject_hyperparams(optax.sgd)(0.1), lrjax.as_transform(s))
+  params, state, lrs = _train(tx, steps=3, losses=[1.0, 1.0, 1.0])
+  np.testing.assert_allclose(lrs, [0.1, 0.1, 0.05], rtol=1e-6)
   # w <- w - 0.1 * lr * 2w with lr 1, 1, 0.5.
   np.testing.assert_allclose(params["w"], 0.8 * 0.8 * 0.9 * np.ones(3), rtol=1e-6)
 

@@ -5,7 +5,8 @@ import optax
 import pytest
 
 import lrjax
-from lrjax import tasks
+from lrjax.bench import tasks
+from lrjax.bench.unroll import train
 
 pytest.importorskip("sklearn")
 pytest.importorskip("flax")
@@ -20,8 +21,8 @@ def test_task_learns_and_is_deterministic(name, steps, check):
   task = tasks.get_task(name)
   tx = optax.inject_hyperparams(optax.adam)(learning_rate=lrjax.warmup_cosine_decay(
       0.0, 3e-3, 10, steps))
-  a = tasks.train(task, tx, steps, seed=1, eval_every=steps // 2)
-  b = tasks.train(task, tx, steps, seed=1, eval_every=steps // 2)
+  a = train(task, tx, steps, seed=1, eval_every=steps // 2)
+  b = train(task, tx, steps, seed=1, eval_every=steps // 2)
   assert list(a.steps) == [steps // 2, steps]
   np.testing.assert_array_equal(a.metric, b.metric)
   assert check(a.metric), a.metric
@@ -33,13 +34,13 @@ def test_task_learns_and_is_deterministic(name, steps, check):
 def test_stateful_schedule_receives_the_loss():
   task = tasks.get_task("regression")
   s = lrjax.reduce_on_plateau(1e-2, factor=0.5, patience=0)
-  r = tasks.train(task, optax.inject_hyperparams(optax.adam)(learning_rate=s), 100,
+  r = train(task, optax.inject_hyperparams(optax.adam)(learning_rate=s), 100,
                   eval_every=50)
   assert r.lrs[-1] < 1e-2  # plateaus in a noisy loss reduce it
 
 
 def test_plain_optimizer_without_a_readable_lr_gives_nan_lrs():
-  r = tasks.train(tasks.get_task("regression"), optax.adam(1e-3), 20, eval_every=10)
+  r = train(tasks.get_task("regression"), optax.adam(1e-3), 20, eval_every=10)
   assert np.all(np.isnan(r.lrs))
 
 

@@ -78,6 +78,10 @@ BAD = [
     ("swa_schedule", (1.0, 0.05, 10, 0), {}, "lrjax.swa_schedule: anneal_steps must be > 0, got anneal_steps=0"),
     ("swa_schedule", (1.0, 0.05, 10, 5), {"anneal": "cosine"}, "lrjax.swa_schedule: anneal must be one of 'cos' | 'linear', got anneal='cosine'"),
     ("product", (), {}, "lrjax.product: needs at least one schedule, got none"),
+    # The stateful schedules share the registry (issue 8); their full lists are in test_stateful.
+    ("reduce_on_plateau", (1e-3,), {"factor": 1.0}, "lrjax.reduce_on_plateau: factor must be in (0.0, 1.0), got factor=1.0"),
+    ("greedy", (1e-3,), {"min_value": 0.1, "max_value": 0.01}, "lrjax.greedy: max_value must be >= min_value=0.1, got max_value=0.01"),
+    ("window_decay", (1e-3,), {"window": 2}, "lrjax.window_decay: window must be an integer >= 3, got window=2"),
 ]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import lrjax
 from test_devices_and_checkpoints import block
-from lrjax.stateful._search import PROBE, ROLLBACK, TRAIN, forecast
+from lrjax.transforms._window_search import PROBE, ROLLBACK, TRAIN, forecast
 
 
 def quadratic(params):

@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validation
+from lrjax._numerics import as_float
 
-_REGISTRY: dict[str, Callable[..., "Schedule"]] = {}
-
-
-def float_dtype() -> jnp.dtype:
-  """float32, or float64 when ``jax_enable_x64`` is on."""
-  return jnp.dtype(jnp.result_type(float))
-
-
-def as_float(x: Any) -> jax.Array:
-  return jnp.asarray(x, dtype=float_dtype())
+# name -> the public constructor, for ``create`` / ``from_config`` / ``lrjax list``;
+# name -> ``(steps, peak) -> kwargs``, the arguments ``lrjax compare`` builds it with.
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+_PRESETS: dict[str, Callable[[int, float], dict[str, Any]]] = {}
 
 
 def fraction(done: Any, total: Any) -> jax.Array:
@@ -57,22 +52,14 @@ def static(**kwargs) -> Any:
   return dataclasses.field(metadata={"static": True}, **kwargs)
 
 
-class Schedule:
-  """Base class of every lrjax pure schedule: ``step -> learning rate``.
+class Configurable:
+  """Config round trip and a ``repr`` that reads as the call that built the object.
 
-  Subclasses implement ``_value(t)`` for a float array ``t`` of steps (already
-  clipped at 0). Calling a schedule accepts a Python number or an array of
-  steps, int or float, and returns float32 (float64 under x64) of the same shape.
+  Shared by pure and stateful schedules: every dataclass field is an argument
+  of the public constructor called ``name``.
   """
 
   name: ClassVar[str] = "schedule"
-
-  def __call__(self, step: jax.typing.ArrayLike) -> jax.Array:
-    t = jnp.maximum(as_float(step), 0)
-    return as_float(self._value(t))
-
-  def _value(self, t: jax.Array) -> jax.Array:
-    raise NotImplementedError
 
   def config_args(self) -> dict[str, Any]:
     """The constructor's keyword arguments that rebuild this schedule."""
@@ -95,6 +82,22 @@ class Schedule:
     return f"lrjax.{self.name}({args})"
 
 
+class Schedule(Configurable):
+  """Base class of every lrjax pure schedule: ``step -> learning rate``.
+
+  Subclasses implement ``_value(t)`` for a float array ``t`` of steps (already
+  clipped at 0). Calling a schedule accepts a Python number or an array of
+  steps, int or float, and returns float32 (float64 under x64) of the same shape.
+  """
+
+  def __call__(self, step: jax.typing.ArrayLike) -> jax.Array:
+    t = jnp.maximum(as_float(step), 0)
+    return as_float(self._value(t))
+
+  def _value(self, t: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+
 def schedule_class(name: str):
   """Makes ``cls`` a frozen dataclass pytree whose public constructor is ``name``."""
 
@@ -107,11 +110,38 @@ def schedule_class(name: str):
   return wrap
 
 
-def public(fn: Callable[..., Schedule]) -> Callable[..., Schedule]:
-  """Registers a public constructor by name and refuses non-finite numbers."""
+def public(fn: Optional[Callable[..., Any]] = None, *,
+           preset: Optional[Callable[[int, float], dict[str, Any]]] = None) -> Any:
+  """Registers a public constructor by name and refuses non-finite numbers.
+
+  ``preset(steps, peak)`` gives the arguments that build it for a training run
+  of ``steps`` updates peaking at ``peak`` (what ``lrjax compare`` trains with).
+  Usable as ``@public`` or ``@public(preset=...)``.
+  """
+  if fn is None:
+    return lambda f: public(f, preset=preset)
   wrapped = _validation.checks_finite(fn)
   _REGISTRY[fn.__name__] = wrapped
+  if preset is not None:
+    _PRESETS[fn.__name__] = preset
   return wrapped
+
+
+def warmup_steps_for(steps: int) -> int:
+  """The warmup length presets use: a tenth of the run, at least 1."""
+  return max(steps // 10, 1)
+
+
+def build_preset(name: str, steps: int, peak: float) -> Any:
+  """``create(name, **preset(steps, peak))``: the registered schedule for one run."""
+  if name not in _PRESETS:
+    raise ValueError(f"lrjax: schedule {name!r} has no preset for a training run")
+  return create(name, **_PRESETS[name](steps, peak))
+
+
+def preset_names() -> list[str]:
+  """The registered names that ``build_preset`` can build, sorted."""
+  return sorted(_PRESETS)
 
 
 @schedule_class("function")
@@ -185,7 +215,7 @@ def _from_json(value: Any) -> Any:
   return value
 
 
-def from_config(config: dict[str, Any]) -> Schedule:
+def from_config(config: dict[str, Any]) -> Any:
   """Rebuilds a schedule from ``Schedule.to_config()`` output (nested too).
 
   Args:
@@ -209,8 +239,8 @@ def from_config(config: dict[str, Any]) -> Schedule:
   return create(name, **{k: _from_json(v) for k, v in kwargs.items()})
 
 
-def create(name: str, **kwargs: Any) -> Schedule:
-  """Builds a schedule by its constructor's name: ``create("wsd", ...)``.
+def create(name: str, **kwargs: Any) -> Any:
+  """Builds a schedule (pure or stateful) by its constructor's name: ``create("wsd", ...)``.
 
   Args:
     name: the name of a public lrjax schedule constructor.

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, as_schedule, public,
-                                   schedule_class)
+from lrjax._numerics import as_float
+from lrjax.schedules._base import (Schedule, as_schedule, public, schedule_class, warmup_steps_for,
+                                   create)
 from lrjax.schedules._decay import _as_1d
 
 ArrayLike = jax.typing.ArrayLike
@@ -91,7 +92,12 @@ class Join(Schedule):
     return jax.vmap(self._piece_value)(t.reshape(-1)).reshape(t.shape)
 
 
-@public
+@public(preset=lambda steps, peak: dict(
+    schedules=[create("linear", init_value=0.0, end_value=peak,
+                      transition_steps=warmup_steps_for(steps)),
+               create("cosine_decay", init_value=peak,
+                      decay_steps=max(steps - warmup_steps_for(steps), 1))],
+    boundaries=[warmup_steps_for(steps)]))
 def join(schedules: Sequence[Any], boundaries: Sequence[ArrayLike]) -> Schedule:
   r"""Runs ``schedules`` one after another (``optax.join_schedules`` semantics).
 
@@ -151,7 +157,8 @@ class Scale(Schedule):
     return as_float(self.factor) * self.schedule(t)
 
 
-@public
+@public(preset=lambda steps, peak: dict(
+    schedule=create("cosine_decay", init_value=1.0, decay_steps=steps), factor=peak))
 def scale(schedule: Any, factor: ArrayLike) -> Schedule:
   r"""Multiplies a schedule by a constant: :math:`\eta_t = c\, s(t)`.
 
@@ -185,7 +192,8 @@ class Clip(Schedule):
     return value
 
 
-@public
+@public(preset=lambda steps, peak: dict(
+    schedule=create("cosine_decay", init_value=peak, decay_steps=steps), min_value=peak / 100))
 def clip(schedule: Any, min_value: Optional[ArrayLike] = None,
          max_value: Optional[ArrayLike] = None) -> Schedule:
   r"""Clips a schedule: :math:`\eta_t = \min(\max(s(t), a), b)`.
@@ -227,7 +235,9 @@ class Product(Schedule):
     return value
 
 
-@public
+@public(preset=lambda steps, peak: dict(schedules=[
+    create("warmup", schedule=1.0, warmup_steps=warmup_steps_for(steps)),
+    create("cosine_decay", init_value=peak, decay_steps=steps)]))
 def product(*schedules: Any) -> Schedule:
   r"""Multiplies schedules pointwise: :math:`\eta_t = \prod_i s_i(t)`.
 

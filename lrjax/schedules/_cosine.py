@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, fraction, lerp, public,
-                                   schedule_class, static)
+from lrjax._numerics import as_float
+from lrjax.schedules._base import (Schedule, fraction, lerp, public, schedule_class, static,
+                                   warmup_steps_for)
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -37,7 +38,7 @@ class CosineDecay(Schedule):
                           as_float(self.exponent))
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=peak, decay_steps=steps))
 def cosine_decay(init_value: ArrayLike, decay_steps: ArrayLike,
                  end_value: ArrayLike = 0.0, exponent: ArrayLike = 1.0) -> Schedule:
   r"""Cosine decay from ``init_value`` to ``end_value``, then hold.
@@ -95,7 +96,8 @@ class WarmupCosineDecay(Schedule):
     return jnp.where(t < w, ramp, decay)
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=0.0, peak_value=peak,
+                                       warmup_steps=warmup_steps_for(steps), decay_steps=steps))
 def warmup_cosine_decay(init_value: ArrayLike, peak_value: ArrayLike,
                         warmup_steps: ArrayLike, decay_steps: ArrayLike,
                         end_value: ArrayLike = 0.0,
@@ -175,7 +177,8 @@ class CosineRestarts(Schedule):
     return lerp(end, init, as_float(self.peak_decay) ** i * half_cosine(frac))
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=peak, first_period=max(steps // 7, 1),
+                                       period_mult=2.0))
 def cosine_restarts(init_value: ArrayLike, first_period: ArrayLike,
                     period_mult: ArrayLike = 1.0, peak_decay: ArrayLike = 1.0,
                     end_value: ArrayLike = 0.0) -> Schedule:
@@ -250,7 +253,8 @@ class Cyclic(Schedule):
     return lerp(base, as_float(self.max_value), s * factor)
 
 
-@public
+@public(preset=lambda steps, peak: dict(base_value=peak / 10, max_value=peak,
+                                       step_size_up=max(steps // 8, 1)))
 def cyclic(base_value: ArrayLike, max_value: ArrayLike, step_size_up: ArrayLike,
            step_size_down: Optional[ArrayLike] = None, mode: str = "triangular",
            gamma: ArrayLike = 1.0) -> Schedule:
@@ -334,7 +338,7 @@ class OneCycle(Schedule):
     return value
 
 
-@public
+@public(preset=lambda steps, peak: dict(peak_value=peak, total_steps=max(steps, 4)))
 def one_cycle(peak_value: ArrayLike, total_steps: ArrayLike,
               pct_start: ArrayLike = 0.3, anneal: str = "cos",
               div_factor: ArrayLike = 25.0, final_div_factor: ArrayLike = 1e4,

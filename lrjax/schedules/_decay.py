@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, fraction, lerp, public,
-                                   schedule_class, static)
+from lrjax._numerics import as_float
+from lrjax.schedules._base import (Schedule, fraction, lerp, public, schedule_class, static,
+                                   warmup_steps_for)
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -22,7 +23,7 @@ class Constant(Schedule):
     return jnp.broadcast_to(as_float(self.value), t.shape)
 
 
-@public
+@public(preset=lambda steps, peak: dict(value=peak))
 def constant(value: ArrayLike) -> Schedule:
   r"""A schedule that holds one value: :math:`\eta_t = v`.
 
@@ -82,7 +83,7 @@ def _check_transition(fn, transition_steps, transition_begin):
   v.non_negative(fn, "transition_begin", transition_begin)
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=peak, end_value=0.0, transition_steps=steps))
 def linear(init_value: ArrayLike, end_value: ArrayLike, transition_steps: ArrayLike,
            transition_begin: ArrayLike = 0) -> Schedule:
   r"""Linear transition from ``init_value`` to ``end_value``.
@@ -117,7 +118,8 @@ def linear(init_value: ArrayLike, end_value: ArrayLike, transition_steps: ArrayL
   return Linear(init_value, end_value, transition_steps, transition_begin)
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=peak, end_value=0.0, power=2.0,
+                                       transition_steps=steps))
 def polynomial(init_value: ArrayLike, end_value: ArrayLike, power: ArrayLike,
                transition_steps: ArrayLike, transition_begin: ArrayLike = 0,
                cycle: bool = False) -> Schedule:
@@ -181,7 +183,8 @@ class ExponentialDecay(Schedule):
     return value
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=peak, transition_steps=steps,
+                                       decay_rate=0.01))
 def exponential_decay(init_value: ArrayLike, transition_steps: ArrayLike,
                       decay_rate: ArrayLike, transition_begin: ArrayLike = 0,
                       staircase: bool = False,
@@ -234,7 +237,7 @@ class StepDecay(Schedule):
     return as_float(self.init_value) * as_float(self.gamma) ** jnp.floor(t / self.step_size)
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=peak, step_size=max(steps // 3, 1)))
 def step_decay(init_value: ArrayLike, step_size: ArrayLike,
                gamma: ArrayLike = 0.1) -> Schedule:
   r"""Multiply by ``gamma`` every ``step_size`` steps (PyTorch ``StepLR``).
@@ -285,7 +288,8 @@ class MultistepDecay(Schedule):
     return as_float(self.init_value) * as_float(self.gamma) ** as_float(count)
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=peak,
+                                       milestones=[steps // 2, 3 * steps // 4]))
 def multistep_decay(init_value: ArrayLike, milestones: Sequence[ArrayLike],
                     gamma: ArrayLike = 0.1) -> Schedule:
   r"""Multiply by ``gamma`` at each milestone (PyTorch ``MultiStepLR``).
@@ -347,7 +351,8 @@ class InverseTimeDecay(Schedule):
     return as_float(self.init_value) / (1 + as_float(self.decay_rate) * p)
 
 
-@public
+@public(preset=lambda steps, peak: dict(init_value=peak, decay_steps=warmup_steps_for(steps),
+                                       decay_rate=1.0))
 def inverse_time_decay(init_value: ArrayLike, decay_steps: ArrayLike,
                        decay_rate: ArrayLike, staircase: bool = False) -> Schedule:
   r"""Inverse-time decay (Keras ``InverseTimeDecay``).
@@ -394,7 +399,7 @@ class InverseSqrt(Schedule):
     return jnp.where(t < w, ramp, decay)
 
 
-@public
+@public(preset=lambda steps, peak: dict(peak_value=peak, warmup_steps=warmup_steps_for(steps)))
 def inverse_sqrt(peak_value: ArrayLike, warmup_steps: ArrayLike,
                  timescale: Optional[ArrayLike] = None) -> Schedule:
   r"""Linear warmup from 0, then inverse square-root decay.

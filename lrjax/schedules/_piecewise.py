@@ -8,7 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import Schedule, as_float, fraction, lerp, public, schedule_class
+from lrjax._numerics import as_float
+from lrjax.schedules._base import (Schedule, fraction, lerp, public, schedule_class,
+                                   warmup_steps_for)
 from lrjax.schedules._decay import _as_1d
 
 ArrayLike = jax.typing.ArrayLike
@@ -34,7 +36,8 @@ class PiecewiseConstant(Schedule):
     return values[idx]
 
 
-@public
+@public(preset=lambda steps, peak: dict(boundaries=[steps // 2, 3 * steps // 4],
+                                       values=[peak, peak / 10, peak / 100]))
 def piecewise_constant(boundaries: Sequence[ArrayLike],
                        values: Sequence[ArrayLike]) -> Schedule:
   r"""Constant pieces: ``values[i]`` on ``[boundaries[i-1], boundaries[i])``.
@@ -94,7 +97,8 @@ class PiecewiseLinear(Schedule):
     return lerp(y0, y1, jnp.where(gap > 0, fraction(t - x0, gap), 0.0))
 
 
-@public
+@public(preset=lambda steps, peak: dict(
+    boundaries=[0, warmup_steps_for(steps), steps], values=[0.0, peak, 0.0]))
 def piecewise_linear(boundaries: Sequence[ArrayLike],
                      values: Sequence[ArrayLike]) -> Schedule:
   r"""Linear interpolation through the points ``(boundaries[i], values[i])``.

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, as_schedule, fraction, lerp, public,
-                                   schedule_class, static)
+from lrjax._numerics import as_float
+from lrjax.schedules._base import (Schedule, as_schedule, fraction, lerp, public, schedule_class,
+                                   static, warmup_steps_for, create)
 from lrjax.schedules._cosine import half_cosine
 
 
@@ -30,7 +31,9 @@ class SWASchedule(Schedule):
     return jnp.where(t < start, self.base(t), swa)
 
 
-@public
+@public(preset=lambda steps, peak: dict(
+    base=create("cosine_decay", init_value=peak, decay_steps=steps), swa_value=peak / 10,
+    start_step=3 * steps // 4, anneal_steps=warmup_steps_for(steps)))
 def swa_schedule(base: Any, swa_value: jax.typing.ArrayLike, start_step: jax.typing.ArrayLike,
                  anneal_steps: jax.typing.ArrayLike, anneal: str = "cos") -> Schedule:
   r"""Follows ``base`` until ``start_step``, then anneals to ``swa_value`` and holds it.

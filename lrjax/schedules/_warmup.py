@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validation as v
-from lrjax.schedules._base import (Schedule, as_float, as_schedule, fraction, lerp,
-                                   public, schedule_class, static)
+from lrjax._numerics import as_float
+from lrjax.schedules._base import (Schedule, as_schedule, fraction, lerp, public, schedule_class,
+                                   static, warmup_steps_for)
 from lrjax.schedules._cosine import cosine_between, half_cosine
 
 ArrayLike = jax.typing.ArrayLike
@@ -43,7 +44,7 @@ class Warmup(Schedule):
     return jnp.where(t < w, up, self.schedule(jnp.maximum(t - w, 0)))
 
 
-@public
+@public(preset=lambda steps, peak: dict(schedule=peak, warmup_steps=warmup_steps_for(steps)))
 def warmup(schedule: ScheduleLike, warmup_steps: ArrayLike, init_value: ArrayLike = 0.0,
            shape: str = "linear") -> Schedule:
   r"""Prepends a warmup ramp to ``schedule``.
@@ -123,7 +124,10 @@ class WSD(Schedule):
     return jnp.where(t < w, up, lerp(end, peak, shape))
 
 
-@public
+@public(preset=lambda steps, peak: dict(
+    peak_value=peak, warmup_steps=warmup_steps_for(steps),
+    stable_steps=max(steps - warmup_steps_for(steps) - steps // 5, 0),
+    decay_steps=max(steps // 5, 1)))
 def wsd(peak_value: ArrayLike, warmup_steps: ArrayLike, stable_steps: ArrayLike,
         decay_steps: ArrayLike, init_value: ArrayLike = 0.0, end_value: ArrayLike = 0.0,
         decay_shape: str = "1-sqrt") -> Schedule:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, counter,
-                                  raised_factor, reduced_factor, saturating_increment)
+from lrjax._numerics import as_float, counter, increment_if
+from lrjax.schedules._base import as_schedule, public, static
+from lrjax.stateful._core import StatefulSchedule, raised_scale, reduced_scale, stateful_class
 
 
 class GreedyStats(NamedTuple):
@@ -26,41 +26,48 @@ class GreedyStats(NamedTuple):
     cooldown_counter: counts up to ``cooldown`` after an increase (improvements ignored meanwhile).
     warmup_counter: counts up to ``warmup`` after a reduction (plateaus ignored meanwhile).
   """
-  losses: jax.Array
-  filled: jax.Array
-  position: jax.Array
-  best: jax.Array
-  num_good: jax.Array
-  num_bad: jax.Array
-  cooldown_counter: jax.Array
-  warmup_counter: jax.Array
+  losses: jax.Array  # shape=(window,), dtype=float32.
+  filled: jax.Array  # shape=(), dtype=int32.
+  position: jax.Array  # shape=(), dtype=int32.
+  best: jax.Array  # shape=(), dtype=float32.
+  num_good: jax.Array  # shape=(), dtype=int32.
+  num_bad: jax.Array  # shape=(), dtype=int32.
+  cooldown_counter: jax.Array  # shape=(), dtype=int32.
+  warmup_counter: jax.Array  # shape=(), dtype=int32.
 
 
-@dataclasses.dataclass(frozen=True)
+@stateful_class("greedy")
 class Greedy(StatefulSchedule):
-  factor: float = 0.95
-  patience: int = 10
-  cooldown: int = 0
-  min_value: float = 0.0
-  max_value: Optional[float] = None
-  window: int = 50
-  warmup: int = 0
-  threshold: float = 1e-4
-  eps: float = 1e-8
+  """The stateful schedule built by ``lrjax.greedy`` (see it for the rule).
+
+  A pytree: ``base`` and the numeric settings are leaves; ``window`` (the
+  buffer's length) and ``axis_name`` are static. Build it with the public
+  function, which validates; the class takes keywords only.
+  """
+
+  factor: Any = 0.95
+  patience: Any = 10
+  cooldown: Any = 0
+  min_value: Any = 0.0
+  max_value: Any = None
+  window: int = static(default=50)
+  warmup: Any = 0
+  threshold: Any = 1e-4
+  eps: Any = 1e-8
 
   def _init_stats(self):
-    return GreedyStats(losses=jnp.zeros([self.window], as_stat(0.0).dtype), filled=counter(),
-                       position=counter(), best=as_stat(jnp.inf), num_good=counter(),
+    return GreedyStats(losses=jnp.zeros([self.window], as_float(0.0).dtype), filled=counter(),
+                       position=counter(), best=as_float(jnp.inf), num_good=counter(),
                        num_bad=counter(), cooldown_counter=counter(), warmup_counter=counter())
 
-  def _decide(self, stats, factor, lr, value):
+  def _decide(self, stats, scale, lr, value):
     losses = stats.losses.at[stats.position].set(value)
     filled = jnp.minimum(stats.filled + 1, self.window)
     smoothed = jnp.sum(losses) / filled  # unfilled entries are 0
     better = smoothed < stats.best - self.threshold
     best = jnp.where(better, smoothed, stats.best)
-    num_good = jnp.where(better, saturating_increment(stats.num_good), 0)
-    num_bad = jnp.where(better, 0, saturating_increment(stats.num_bad))
+    num_good = jnp.where(better, increment_if(stats.num_good), 0)
+    num_bad = jnp.where(better, 0, increment_if(stats.num_bad))
     in_cooldown = stats.cooldown_counter < self.cooldown
     cooldown_counter = jnp.where(in_cooldown, stats.cooldown_counter + 1, stats.cooldown_counter)
     num_good = jnp.where(in_cooldown, 0, num_good)
@@ -68,20 +75,21 @@ class Greedy(StatefulSchedule):
     warmup_counter = jnp.where(in_warmup, stats.warmup_counter + 1, stats.warmup_counter)
     num_bad = jnp.where(in_warmup, 0, num_bad)
     increase = num_good > self.patience
-    factor = jnp.where(increase, raised_factor(factor, lr, self.factor, self.max_value,
-                                               self.eps), factor)
+    scale = jnp.where(increase, raised_scale(scale, lr, self.factor, self.max_value,
+                                             self.eps), scale)
     cooldown_counter = jnp.where(increase, 0, cooldown_counter)
     reduce = num_bad > self.patience  # never together with an increase
-    factor = jnp.where(reduce, reduced_factor(factor, lr, self.factor, self.min_value,
-                                              self.eps), factor)
+    scale = jnp.where(reduce, reduced_scale(scale, lr, self.factor, self.min_value,
+                                            self.eps), scale)
     warmup_counter = jnp.where(reduce, 0, warmup_counter)
     return GreedyStats(losses=losses, filled=filled,
                        position=(stats.position + 1) % self.window, best=best,
                        num_good=num_good, num_bad=num_bad, cooldown_counter=cooldown_counter,
-                       warmup_counter=warmup_counter), factor
+                       warmup_counter=warmup_counter), scale
 
 
-@v.checks_finite
+@public(preset=lambda steps, peak: dict(base=peak, patience=max(steps // 20, 5),
+                                       window=max(steps // 20, 5), max_value=10 * peak))
 def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 0,
            min_value: float = 0.0, max_value: Optional[float] = None, window: int = 50,
            warmup: int = 0, axis_name: Optional[str] = None, threshold: float = 1e-4,
@@ -102,12 +110,13 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
   a sustained trend keeps moving the rate every update once past ``patience``.
 
   Args:
-    base: a float or a pure schedule; the learning rate is ``base(count) * factor_state``.
+    base: a float or a pure schedule; the learning rate is
+      ``clip(base(count) * scale, min_value, max_value)``.
     factor: in (0, 1): the multiplier for a reduction, its inverse for an increase.
     patience: consecutive decisions (>= 0) before a change.
     cooldown: updates (>= 0) ignoring improvements after an increase.
-    min_value: floor of reductions, >= 0.
-    max_value: ceiling of increases (none when ``None``).
+    min_value: floor of the learning rate at every step, >= 0.
+    max_value: ceiling of the learning rate at every step (none when ``None``).
     window: values (>= 1) in the smoothing window.
     warmup: updates (>= 0) ignoring plateaus after a reduction (and at the start).
     axis_name: average the value over this mapped axis.
@@ -139,12 +148,12 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
   v.integer(fn, "patience", patience, minimum=0)
   v.integer(fn, "cooldown", cooldown, minimum=0)
   v.non_negative(fn, "min_value", min_value)
-  if max_value is not None:
-    v.check(fn, "max_value", max_value, lambda a: a >= min_value,
-            f">= min_value={min_value!r}")
+  v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
   v.integer(fn, "window", window, minimum=1)
   v.integer(fn, "warmup", warmup, minimum=0)
   v.non_negative(fn, "threshold", threshold)
   v.non_negative(fn, "eps", eps)
-  return Greedy(base_schedule(base, fn), axis_name, factor, int(patience), int(cooldown),
-                min_value, max_value, int(window), int(warmup), threshold, eps)
+  return Greedy(base=as_schedule(base, fn, "base"), axis_name=axis_name, factor=factor,
+                patience=int(patience), cooldown=int(cooldown), min_value=min_value,
+                max_value=max_value, window=int(window), warmup=int(warmup),
+                threshold=threshold, eps=eps)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from lrjax import _validation as v
-from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, counter,
-                                  reduced_factor, saturating_increment, select_tree)
+from lrjax._numerics import as_float, counter, increment_if
+from lrjax.schedules._base import as_schedule, public, static
+from lrjax.stateful._core import StatefulSchedule, reduced_scale, stateful_class
 
 
 class PlateauStats(NamedTuple):
@@ -23,11 +24,11 @@ class PlateauStats(NamedTuple):
     window_sum: sum of the values in the current, unfinished window.
     window_count: values in the current window.
   """
-  best: jax.Array
-  num_bad: jax.Array
-  cooldown_counter: jax.Array
-  window_sum: jax.Array
-  window_count: jax.Array
+  best: jax.Array  # shape=(), dtype=float32.
+  num_bad: jax.Array  # shape=(), dtype=int32.
+  cooldown_counter: jax.Array  # shape=(), dtype=int32.
+  window_sum: jax.Array  # shape=(), dtype=float32.
+  window_count: jax.Array  # shape=(), dtype=int32.
 
 
 def improved(a, best, mode: str, threshold_mode: str, threshold):
@@ -40,45 +41,54 @@ def improved(a, best, mode: str, threshold_mode: str, threshold):
   return sign * a < sign * best - margin
 
 
-@dataclasses.dataclass(frozen=True)
+@stateful_class("reduce_on_plateau")
 class ReduceOnPlateau(StatefulSchedule):
-  factor: float = 0.1
-  patience: int = 10
-  threshold: float = 1e-4
-  threshold_mode: str = "rel"
-  mode: str = "min"
-  cooldown: int = 0
-  min_value: float = 0.0
-  eps: float = 1e-8
-  window: int = 1
+  """The stateful schedule built by ``lrjax.reduce_on_plateau`` (see it for the rule).
+
+  A pytree: ``base`` and the numeric settings are leaves; ``threshold_mode``,
+  ``mode`` and ``axis_name`` are static. Build it with the public function,
+  which validates; the class takes keywords only.
+  """
+
+  factor: Any = 0.1
+  patience: Any = 10
+  threshold: Any = 1e-4
+  threshold_mode: str = static(default="rel")
+  mode: str = static(default="min")
+  cooldown: Any = 0
+  min_value: Any = 0.0
+  eps: Any = 1e-8
+  window: Any = 1
 
   def _init_stats(self):
     inf = jnp.inf if self.mode == "min" else -jnp.inf
-    return PlateauStats(best=as_stat(inf), num_bad=counter(), cooldown_counter=counter(),
-                        window_sum=as_stat(0.0), window_count=counter())
+    return PlateauStats(best=as_float(inf), num_bad=counter(), cooldown_counter=counter(),
+                        window_sum=as_float(0.0), window_count=counter())
 
-  def _decide(self, stats, factor, lr, value):
+  def _decide(self, stats, scale, lr, value):
     total = stats.window_sum + value
     count = stats.window_count + 1
     full = count >= self.window
     a = total / count
     better = improved(a, stats.best, self.mode, self.threshold_mode, self.threshold)
     best = jnp.where(better, a, stats.best)
-    num_bad = jnp.where(better, 0, saturating_increment(stats.num_bad))
+    num_bad = jnp.where(better, 0, increment_if(stats.num_bad))
     in_cooldown = stats.cooldown_counter > 0
     cooldown_counter = jnp.where(in_cooldown, stats.cooldown_counter - 1, stats.cooldown_counter)
     num_bad = jnp.where(in_cooldown, 0, num_bad)
     reduce = num_bad > self.patience
-    new_factor = jnp.where(reduce, reduced_factor(factor, lr, self.factor, self.min_value,
-                                                  self.eps), factor)
-    decided = PlateauStats(best=best, num_bad=jnp.where(reduce, 0, num_bad),
-                           cooldown_counter=jnp.where(reduce, self.cooldown, cooldown_counter),
-                           window_sum=as_stat(0.0), window_count=counter())
+    new_scale = jnp.where(reduce, reduced_scale(scale, lr, self.factor, self.min_value,
+                                                self.eps), scale)
+    decided = PlateauStats(
+        best=best, num_bad=jnp.where(reduce, 0, num_bad),
+        cooldown_counter=jnp.where(reduce, self.cooldown, cooldown_counter).astype(jnp.int32),
+        window_sum=as_float(0.0), window_count=counter())
     waiting = stats._replace(window_sum=total, window_count=count)
-    return select_tree(full, decided, waiting), jnp.where(full, new_factor, factor)
+    return optax.tree.where(full, decided, waiting), jnp.where(full, new_scale, scale)
 
 
-@v.checks_finite
+@public(preset=lambda steps, peak: dict(base=peak, factor=0.5, patience=2,
+                                       window=max(steps // 20, 5)))
 def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
                       threshold: float = 1e-4, threshold_mode: str = "rel",
                       mode: str = "min", cooldown: int = 0, min_value: float = 0.0,
@@ -86,7 +96,8 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
                       axis_name: Optional[str] = None) -> ReduceOnPlateau:
   r"""Reduces the learning rate when a metric stops improving, inside ``jit``.
 
-  The learning rate is ``base(count) * f``, where the factor ``f`` starts at 1.
+  The learning rate is ``max(base(count) * s, min_value)``, where the scale
+  ``s`` starts at 1.
   Every ``window`` updates the average ``a`` of the values of that window is
   compared with the best so far (``min`` mode; ``max`` mirrors it):
 
@@ -116,7 +127,7 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
     threshold_mode: ``"rel"`` or ``"abs"``.
     mode: ``"min"`` (losses) or ``"max"`` (accuracies).
     cooldown: decisions (>= 0) to wait after a reduction.
-    min_value: floor of a reduction, >= 0.
+    min_value: floor of the learning rate at every step (PyTorch's ``min_lr``), >= 0.
     eps: smallest change applied, >= 0.
     window: updates (>= 1) averaged per decision (1 = every update; the number
       of steps in an epoch reproduces the per-epoch habit).
@@ -151,5 +162,7 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
   v.non_negative(fn, "min_value", min_value)
   v.non_negative(fn, "eps", eps)
   v.integer(fn, "window", window, minimum=1)
-  return ReduceOnPlateau(base_schedule(base, fn), axis_name, factor, int(patience), threshold,
-                         threshold_mode, mode, int(cooldown), min_value, eps, int(window))
+  return ReduceOnPlateau(base=as_schedule(base, fn, "base"), axis_name=axis_name, factor=factor,
+                         patience=int(patience), threshold=threshold,
+                         threshold_mode=threshold_mode, mode=mode, cooldown=int(cooldown),
+                         min_value=min_value, eps=eps, window=int(window))

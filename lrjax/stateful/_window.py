@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -10,8 +9,9 @@ import jax.numpy as jnp
 from jax.scipy.special import betainc
 
 from lrjax import _validation as v
-from lrjax.stateful._core import (StatefulSchedule, as_stat, base_schedule, counter,
-                                  reduced_factor)
+from lrjax._numerics import as_float, counter
+from lrjax.schedules._base import as_schedule, public, static
+from lrjax.stateful._core import StatefulSchedule, reduced_scale, stateful_class
 
 
 class WindowStats(NamedTuple):
@@ -23,10 +23,10 @@ class WindowStats(NamedTuple):
     p_value: the last test's one-sided p-value for "the loss is decreasing" (1 before any).
     num_decays: how many windows ended in a decay.
   """
-  losses: jax.Array
-  filled: jax.Array
-  p_value: jax.Array
-  num_decays: jax.Array
+  losses: jax.Array  # shape=(window,), dtype=float32.
+  filled: jax.Array  # shape=(), dtype=int32.
+  p_value: jax.Array  # shape=(), dtype=float32.
+  num_decays: jax.Array  # shape=(), dtype=int32.
 
 
 def student_t_cdf(t: jax.Array, df: Any) -> jax.Array:
@@ -57,32 +57,39 @@ def slope_p_value(y: jax.Array) -> jax.Array:
   return jnp.where(exact, jnp.where(b < 0, 0.0, 1.0), p)
 
 
-@dataclasses.dataclass(frozen=True)
+@stateful_class("window_decay")
 class WindowDecay(StatefulSchedule):
-  window: int = 100
-  factor: float = 0.5
-  significance: float = 0.05
-  min_value: float = 0.0
+  """The stateful schedule built by ``lrjax.window_decay`` (see it for the rule).
+
+  A pytree: ``base`` and the numeric settings are leaves; ``window`` (the
+  buffer's length) and ``axis_name`` are static. Build it with the public
+  function, which validates; the class takes keywords only.
+  """
+
+  window: int = static(default=100)
+  factor: Any = 0.5
+  significance: Any = 0.05
+  min_value: Any = 0.0
 
   def _init_stats(self):
-    return WindowStats(losses=jnp.zeros([self.window], as_stat(0.0).dtype),
-                       filled=counter(), p_value=as_stat(1.0), num_decays=counter())
+    return WindowStats(losses=jnp.zeros([self.window], as_float(0.0).dtype),
+                       filled=counter(), p_value=as_float(1.0), num_decays=counter())
 
-  def _decide(self, stats, factor, lr, value):
+  def _decide(self, stats, scale, lr, value):
     losses = stats.losses.at[stats.filled].set(value)
     filled = stats.filled + 1
     full = filled >= self.window
     p = slope_p_value(losses)
     stalled = full & (p > self.significance)
-    new_factor = jnp.where(stalled, reduced_factor(factor, lr, self.factor, self.min_value, 0.0),
-                           factor)
+    new_scale = jnp.where(stalled, reduced_scale(scale, lr, self.factor, self.min_value, 0.0),
+                          scale)
     return WindowStats(losses=jnp.where(full, jnp.zeros_like(losses), losses),
                        filled=jnp.where(full, 0, filled),
                        p_value=jnp.where(full, p, stats.p_value).astype(stats.p_value.dtype),
-                       num_decays=stats.num_decays + stalled.astype(jnp.int32)), new_factor
+                       num_decays=stats.num_decays + stalled.astype(jnp.int32)), new_scale
 
 
-@v.checks_finite
+@public(preset=lambda steps, peak: dict(base=peak, window=max(steps // 10, 3)))
 def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance: float = 0.05,
                  min_value: float = 0.0, axis_name: Optional[str] = None) -> WindowDecay:
   r"""Decays the learning rate when a window's losses show no significant decrease.
@@ -106,7 +113,7 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
     window: updates per window, >= 3.
     factor: multiplier in (0, 1) on a stalled window.
     significance: the test's level in (0, 1).
-    min_value: floor of a decay, >= 0.
+    min_value: floor of the learning rate at every step, >= 0.
     axis_name: average the value over this mapped axis.
 
   Returns:
@@ -132,5 +139,5 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
   v.in_range(fn, "factor", factor, 0.0, 1.0)
   v.in_range(fn, "significance", significance, 0.0, 1.0)
   v.non_negative(fn, "min_value", min_value)
-  return WindowDecay(base_schedule(base, fn), axis_name, int(window), factor, significance,
-                     min_value)
+  return WindowDecay(base=as_schedule(base, fn, "base"), axis_name=axis_name, window=int(window),
+                     factor=factor, significance=significance, min_value=min_value)

@@ -1,11 +1,22 @@
-"""Transformations around Optax optimizers: weight averaging and scheduled weight decay."""
+"""Gradient transformations: every ``optax.GradientTransformation`` lrjax builds.
 
-from lrjax.transforms._averaging import (EmaParamsState, LawaState, SwaState, averaged_params,
-                                         ema_params, lawa, swa)
+Those that own a learning rate (``hypergradient``, ``window_search``) share one
+skeleton (``_lr_owner.LROwner``); ``as_transform`` turns a stateful schedule
+into a transformation; the rest average the weights or decay them.
+"""
+
+from lrjax._deprecation import moved
+from lrjax.transforms._as_transform import AsLearningRateState, AsTransformState, as_transform
+from lrjax.transforms._averaging import (EmaParamsState, LawaState, SwaState, ema_params, lawa,
+                                         swa)
 from lrjax.transforms._hypergradient import HypergradientState, hypergradient
 from lrjax.transforms._weight_decay import WeightDecayState, scheduled_weight_decay
+from lrjax.transforms._window_search import WindowSearchState, window_search
 
 __all__ = [
-    "EmaParamsState", "HypergradientState", "hypergradient", "LawaState", "SwaState", "WeightDecayState", "averaged_params",
-    "ema_params", "lawa", "scheduled_weight_decay", "swa",
+    "AsLearningRateState", "AsTransformState", "EmaParamsState", "HypergradientState",
+    "LawaState", "SwaState", "WeightDecayState", "WindowSearchState", "as_transform",
+    "ema_params", "hypergradient", "lawa", "scheduled_weight_decay", "swa", "window_search",
 ]
+
+__getattr__ = moved("lrjax.transforms", {"averaged_params": "lrjax"})

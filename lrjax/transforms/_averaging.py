@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from lrjax import _validation as v
-from lrjax.stateful._core import counter, find_in_state, saturating_increment, select_tree
+from lrjax._numerics import counter, increment_if
 
 
 def _produced(params, updates):
@@ -91,7 +91,7 @@ def ema_params(decay: float = 0.999, debias: bool = True) -> optax.GradientTrans
     new = _produced(params, updates)
     ema = jax.tree.map(lambda e, p: (decay * e + (1 - decay) * p).astype(e.dtype), state.ema,
                        new)
-    count = saturating_increment(state.count)
+    count = increment_if(state.count)
     correction = (1 - decay ** count.astype(jnp.float32)) if debias else state.correction
     return updates, EmaParamsState(count=count, ema=ema, correction=correction)
 
@@ -141,9 +141,9 @@ def swa(start_step: int, every: int = 1) -> optax.GradientTransformation:
     take = (n >= start_step) & ((n - start_step) % every == 0)
     m = state.num_averaged.astype(jnp.float32)
     averaged = jax.tree.map(lambda a, p: (a + (p - a) / (m + 1)).astype(a.dtype), state.mean, new)
-    return updates, SwaState(count=saturating_increment(n),
-                             num_averaged=state.num_averaged + take.astype(jnp.int32),
-                             mean=select_tree(take, averaged, state.mean))
+    return updates, SwaState(count=increment_if(n),
+                             num_averaged=increment_if(state.num_averaged, take),
+                             mean=optax.tree.where(take, averaged, state.mean))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -202,38 +202,10 @@ def lawa(k: int, every: int) -> optax.GradientTransformation:
     snapshots = jax.tree.map(lambda _, pr: pr[0], new, pairs)
     total = jax.tree.map(lambda _, pr: pr[1], new, pairs)
     return updates, LawaState(
-        count=saturating_increment(state.count),
-        snapshots=select_tree(take, snapshots, state.snapshots),
-        total=select_tree(take, total, state.total),
+        count=increment_if(state.count),
+        snapshots=optax.tree.where(take, snapshots, state.snapshots),
+        total=optax.tree.where(take, total, state.total),
         filled=jnp.where(take, jnp.minimum(state.filled + 1, k), state.filled),
         position=jnp.where(take, (pos + 1) % k, pos).astype(jnp.int32))
 
   return optax.GradientTransformation(init_fn, update_fn)
-
-
-def averaged_params(opt_state: Any) -> Any:
-  """The averaged parameters held by an ``ema_params``, ``swa`` or ``lawa`` state.
-
-  Found depth first anywhere in ``opt_state`` (``optax.chain``, ``MultiSteps``,
-  ``masked`` ...).
-
-  Args:
-    opt_state: an optimizer state holding one of the averaging states.
-
-  Returns:
-    A pytree like the parameters.
-
-  Raises:
-    ValueError: the state holds no averaged parameters.
-  """
-  state = find_in_state(opt_state, lambda node: node if isinstance(
-      node, (EmaParamsState, SwaState, LawaState)) else None)
-  if state is None:
-    raise ValueError("lrjax.averaged_params: the optimizer state holds no averaged parameters; "
-                     "chain lrjax.ema_params, lrjax.swa or lrjax.lawa into the optimizer")
-  if isinstance(state, EmaParamsState):
-    return jax.tree.map(lambda e: (e / state.correction).astype(e.dtype), state.ema)
-  if isinstance(state, SwaState):
-    return state.mean
-  filled = jnp.maximum(state.filled, 1)
-  return jax.tree.map(lambda t: (t / filled).astype(t.dtype), state.total)

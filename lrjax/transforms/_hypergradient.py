@@ -9,31 +9,27 @@ import jax.numpy as jnp
 import optax
 
 from lrjax import _validation as v
-from lrjax.stateful._core import as_stat, counter, device_mean, saturating_increment, select_tree
+from lrjax._numerics import all_finite, as_float, device_mean, vdot
+from lrjax.transforms._lr_owner import LROwner
 
 
 class HypergradientState(NamedTuple):
   """State of ``hypergradient``.
 
   Attributes:
-    count: updates so far.
+    count: updates so far (saturating).
     lr: the learning rate alpha used at the most recent update (``init_value`` at first).
+    num_nonfinite: updates whose gradients were not finite (alpha kept).
+    inner_state: the inner optimizer's state.
     hypergradient: the last :math:`h_t = g_t \\cdot u_{t-1}`.
     prev_direction: the inner optimizer's previous direction :math:`u_{t-1}` (one copy of params).
-    inner_state: the inner optimizer's state.
-    num_nonfinite: updates whose gradients were not finite (alpha kept).
   """
-  count: jax.Array
-  lr: jax.Array
-  hypergradient: jax.Array
-  prev_direction: Any
+  count: jax.Array  # shape=(), dtype=int32.
+  lr: jax.Array  # shape=(), dtype=float32.
+  num_nonfinite: jax.Array  # shape=(), dtype=int32.
   inner_state: Any
-  num_nonfinite: jax.Array
-
-
-def _dot(a, b):
-  return sum(jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  hypergradient: jax.Array  # shape=(), dtype=float32.
+  prev_direction: Any  # like params.
 
 
 @v.checks_finite
@@ -92,29 +88,23 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
   fn = "hypergradient"
-  if not callable(optimizer_factory):
-    raise ValueError(f"lrjax.{fn}: optimizer_factory must be callable, "
-                     f"got optimizer_factory={optimizer_factory!r}")
+  owner = LROwner.build(fn, optimizer_factory)
   v.positive(fn, "init_value", init_value)
   v.non_negative(fn, "hyper_lr", hyper_lr)
   v.non_negative(fn, "min_value", min_value)
-  if max_value is not None:
-    v.check(fn, "max_value", max_value, lambda a: a >= min_value,
-            f"finite and >= min_value={min_value!r}")
-  inner = optax.with_extra_args_support(optimizer_factory(1.0))
+  v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
 
   def init_fn(params):
-    return HypergradientState(count=counter(), lr=as_stat(init_value),
-                              hypergradient=as_stat(0.0),
-                              prev_direction=jax.tree.map(jnp.zeros_like, params),
-                              inner_state=inner.init(params), num_nonfinite=counter())
+    return HypergradientState(**owner.init_fields(params, init_value),
+                              hypergradient=as_float(0.0),
+                              prev_direction=jax.tree.map(jnp.zeros_like, params))
 
   def update_fn(updates, state, params=None, **extra_args):
-    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(updates)]))
-    h = device_mean(as_stat(_dot(updates, state.prev_direction)), axis_name)
+    finite = all_finite(updates)
+    h = device_mean(vdot(updates, state.prev_direction), axis_name)
     if multiplicative:
-      norms = jnp.sqrt(_dot(updates, updates)) * jnp.sqrt(
-          _dot(state.prev_direction, state.prev_direction))
+      norms = jnp.sqrt(vdot(updates, updates)) * jnp.sqrt(
+          vdot(state.prev_direction, state.prev_direction))
       cosine = jnp.where(norms > 0, h / jnp.where(norms > 0, norms, 1.0), 0.0)
       alpha = state.lr * (1 - hyper_lr * cosine)
     else:
@@ -123,13 +113,10 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     if max_value is not None:
       alpha = jnp.minimum(alpha, max_value)
     alpha = jnp.where(finite, alpha, state.lr)
-    direction, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-    out = jax.tree.map(lambda u: (alpha * u).astype(u.dtype), direction)
-    return out, HypergradientState(
-        count=saturating_increment(state.count), lr=alpha,
+    direction, inner_state = owner.direction(updates, state.inner_state, params, **extra_args)
+    return owner.step(direction, alpha), HypergradientState(
+        **owner.next_fields(state, alpha, finite), inner_state=inner_state,
         hypergradient=jnp.where(finite, h, state.hypergradient),
-        prev_direction=select_tree(finite, direction, state.prev_direction),
-        inner_state=inner_state,
-        num_nonfinite=saturating_increment(state.num_nonfinite, (~finite).astype(jnp.int32)))
+        prev_direction=optax.tree.where(finite, direction, state.prev_direction))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -10,7 +10,7 @@ import optax
 
 from lrjax import _validation as v
 from lrjax.schedules._base import as_schedule
-from lrjax.stateful._core import as_stat, counter, saturating_increment
+from lrjax._numerics import as_float, counter, increment_if
 
 _COUPLINGS = ("relative", "independent", "lr")
 
@@ -92,26 +92,26 @@ def scheduled_weight_decay(weight_decay: Any, schedule: Any = None, coupling: st
 
   def init_fn(params):
     del params
-    return WeightDecayState(count=counter(), max_lr=as_stat(0.0), decay=as_stat(0.0))
+    return WeightDecayState(count=counter(), max_lr=as_float(0.0), decay=as_float(0.0))
 
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError(f"lrjax.{fn}: update needs params")
-    lam = as_stat(wd(state.count))
+    lam = as_float(wd(state.count))
     biggest = state.max_lr
     if coupling == "independent":
-      coef = as_stat(1.0)
+      coef = as_float(1.0)
     else:
-      eta = as_stat(lr_schedule(state.count))
+      eta = as_float(lr_schedule(state.count))
       biggest = jnp.maximum(state.max_lr, eta)
       if coupling == "lr":
         coef = eta
       else:
-        top = as_stat(max_lr) if max_lr is not None else biggest
+        top = as_float(max_lr) if max_lr is not None else biggest
         coef = eta / jnp.where(top > 0, top, 1.0)
     decay = lam * coef
     new = jax.tree.map(lambda u, p: (u - decay * p).astype(u.dtype), updates, params)
-    return new, WeightDecayState(count=saturating_increment(state.count), max_lr=biggest,
+    return new, WeightDecayState(count=increment_if(state.count), max_lr=biggest,
                                  decay=decay)
 
   tx = optax.GradientTransformation(init_fn, update_fn)

@@ -10,9 +10,9 @@ import numpy as np
 import optax
 
 from lrjax import _validation as v
-from lrjax.schedules._base import float_dtype
-from lrjax.stateful._core import (as_stat, base_schedule, counter, read_value,
-                                  saturating_increment, select_tree)
+from lrjax._numerics import all_finite, as_float, float_dtype, read_value
+from lrjax.schedules._base import as_schedule
+from lrjax.transforms._lr_owner import LROwner
 
 TRAIN, PROBE, ROLLBACK = 0, 1, 2
 
@@ -21,29 +21,29 @@ class WindowSearchState(NamedTuple):
   """State of ``window_search``.
 
   Attributes:
-    count: updates so far (int32, saturating).
-    multiplier: the chosen multiplier of ``base``; compounds window after window.
+    count: updates so far (saturating).
     lr: the learning rate of the most recent update (the probed one during a probe).
-    phase: what the most recent update was: 0 train, 1 probe, 2 rollback (no step taken).
     num_nonfinite: non-finite values (or probe updates) seen.
     inner_state: the inner optimizer's state.
+    multiplier: the chosen multiplier of ``base``; compounds window after window.
+    phase: what the most recent update was: 0 train, 1 probe, 2 rollback (no step taken).
     snapshot_params: the parameters at the window's start (one extra copy).
     snapshot_inner: the inner state at the window's start.
     probe_losses: the losses seen by each candidate's probe, ``(len(candidates), probe_steps)``.
     scores: each candidate's loss forecast to the window's end, from the last search.
     winner: index of the candidate chosen by the last search.
   """
-  count: jax.Array
-  multiplier: jax.Array
-  lr: jax.Array
-  phase: jax.Array
-  num_nonfinite: jax.Array
+  count: jax.Array  # shape=(), dtype=int32.
+  lr: jax.Array  # shape=(), dtype=float32.
+  num_nonfinite: jax.Array  # shape=(), dtype=int32.
   inner_state: Any
-  snapshot_params: Any
-  snapshot_inner: Any
-  probe_losses: jax.Array
-  scores: jax.Array
-  winner: jax.Array
+  multiplier: jax.Array  # shape=(), dtype=float32.
+  phase: jax.Array  # shape=(), dtype=int32.
+  snapshot_params: Any  # like params.
+  snapshot_inner: Any  # like inner_state.
+  probe_losses: jax.Array  # shape=(len(candidates), probe_steps), dtype=float32.
+  scores: jax.Array  # shape=(len(candidates),), dtype=float32.
+  winner: jax.Array  # shape=(), dtype=int32.
 
 
 def _rate_grid(probe_steps: int, num: int = 96) -> np.ndarray:
@@ -149,10 +149,8 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     <https://arxiv.org/abs/1803.02021>`_, ICLR 2018.
   """
   fn = "window_search"
-  if not callable(optimizer_factory):
-    raise ValueError(f"lrjax.{fn}: optimizer_factory must be callable, "
-                     f"got optimizer_factory={optimizer_factory!r}")
-  base = base_schedule(base, fn)
+  owner = LROwner.build(fn, optimizer_factory)
+  base = as_schedule(base, fn, "base")
   v.integer(fn, "window", window, minimum=2)
   v.integer(fn, "probe_steps", probe_steps, minimum=3)
   cands = v.concrete(list(candidates)) if len(candidates) else None
@@ -163,25 +161,23 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
   n, p, w = len(cands), int(probe_steps), int(window)
   if n * p >= w:
     v.fail(fn, "window", f"> len(candidates) * probe_steps = {n * p}", window)
-  inner = optax.with_extra_args_support(optimizer_factory(1.0))
   multiples = jnp.asarray(cands, float_dtype())
   smallest = int(np.argmin(cands))
   horizon = float(w - n * p)
 
   def init_fn(params):
-    inner_state = inner.init(params)
+    fields = owner.init_fields(params, base(0))
     copy = lambda tree: jax.tree.map(jnp.array, tree)  # noqa: E731
     return WindowSearchState(
-        count=counter(), multiplier=jnp.ones([], float_dtype()), lr=as_stat(base(0)),
-        phase=counter(), num_nonfinite=counter(), inner_state=inner_state, snapshot_params=copy(params),
-        snapshot_inner=copy(inner_state), probe_losses=jnp.zeros((n, p), float_dtype()),
+        **fields, multiplier=jnp.ones([], float_dtype()), phase=jnp.zeros([], jnp.int32),
+        snapshot_params=copy(params), snapshot_inner=copy(fields["inner_state"]),
+        probe_losses=jnp.zeros((n, p), float_dtype()),
         scores=jnp.full((n,), jnp.nan, float_dtype()),
         winner=jnp.asarray(int(np.argmin(np.abs(cands - 1.0))), jnp.int32))
 
   def update_fn(updates, state, params=None, *, value, **extra_args):
-    if params is None:
-      raise ValueError(f"lrjax.{fn}: update needs params (to snapshot and roll back)")
-    loss, finite = read_value(value, axis_name)
+    owner.require_params(params, "to snapshot and roll back")
+    loss, finite = read_value(value, axis_name, f"lrjax.{fn}")
     k = state.count % w
     in_probe = k < n * p
     c = jnp.minimum(k // p, n - 1)
@@ -189,24 +185,23 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     at_start = k == 0
     # Selects, not lax.cond: on CPU a cond copies the big operands it passes
     # through, measured 3.2x the constant-LR step against 2.7x for these selects.
-    snap_params = select_tree(at_start, params, state.snapshot_params)
-    snap_inner = select_tree(at_start, state.inner_state, state.snapshot_inner)
+    snap_params = optax.tree.where(at_start, params, state.snapshot_params)
+    snap_inner = optax.tree.where(at_start, state.inner_state, state.snapshot_inner)
 
-    lr = as_stat(base(state.count)) * state.multiplier * jnp.where(in_probe, multiples[c], 1.0)
-    direction, stepped_inner = inner.update(updates, state.inner_state, params, value=value,
-                                            **extra_args)
-    stepped = jax.tree.map(lambda d: (d * lr).astype(d.dtype), direction)
-    step_ok = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(stepped)]))
-    step_ok = step_ok | ~in_probe  # only a probe's update is dropped (to keep rollback finite)
-    stepped = select_tree(step_ok, stepped, jax.tree.map(jnp.zeros_like, stepped))
-    stepped_inner = select_tree(step_ok, stepped_inner, state.inner_state)
+    lr = as_float(base(state.count)) * state.multiplier * jnp.where(in_probe, multiples[c], 1.0)
+    direction, stepped_inner = owner.direction(updates, state.inner_state, params, value=value,
+                                               **extra_args)
+    stepped = owner.step(direction, lr)
+    step_ok = all_finite(stepped) | ~in_probe  # only a probe's update is dropped (rollback stays finite)
+    stepped = optax.tree.where(step_ok, stepped, jax.tree.map(jnp.zeros_like, stepped))
+    stepped_inner = optax.tree.where(step_ok, stepped_inner, state.inner_state)
 
     seen = jnp.where(finite & step_ok, loss, jnp.inf)
     probe_losses = jnp.where(in_probe, state.probe_losses.at[c, j].set(seen), state.probe_losses)
     rollback = in_probe & (j == p - 1)
     restore = jax.tree.map(lambda s, x: (s - x).astype(x.dtype), snap_params, params)
-    out_updates = select_tree(rollback, restore, stepped)
-    inner_state = select_tree(rollback, snap_inner, stepped_inner)
+    out_updates = optax.tree.where(rollback, restore, stepped)
+    inner_state = optax.tree.where(rollback, snap_inner, stepped_inner)
     branch = jnp.where(rollback, ROLLBACK, jnp.where(in_probe, PROBE, TRAIN))
 
     decide = rollback & (c == n - 1)
@@ -214,13 +209,9 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     winner = jnp.where(jnp.any(jnp.isfinite(scores)), jnp.argmin(scores), smallest)
     winner = winner.astype(jnp.int32)
     new_state = WindowSearchState(
-        count=saturating_increment(state.count),
+        **owner.next_fields(state, lr, finite & step_ok), inner_state=inner_state,
         multiplier=jnp.where(decide, state.multiplier * multiples[winner], state.multiplier),
-        lr=lr,
-        phase=branch.astype(jnp.int32),
-        num_nonfinite=saturating_increment(state.num_nonfinite,
-                                           (~(finite & step_ok)).astype(jnp.int32)),
-        inner_state=inner_state, snapshot_params=snap_params, snapshot_inner=snap_inner,
+        phase=branch.astype(jnp.int32), snapshot_params=snap_params, snapshot_inner=snap_inner,
         probe_losses=probe_losses,
         scores=jnp.where(decide, scores, state.scores),
         winner=jnp.where(decide, winner, state.winner))

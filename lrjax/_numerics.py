@@ -1,0 +1,76 @@
+"""The small numeric toolbox every lrjax object shares (private, kind-neutral).
+
+Schedules, stateful schedules and transforms all import from here, so none of
+them reaches into another's private module for a helper: float32 statistics
+(``as_float``), fresh and saturating int32 counters, the device mean behind
+``axis_name``, reading the scalar a schedule decides on, and the finiteness
+test of a tree. Where Optax has a public helper (``optax.safe_increment``,
+``optax.tree.where``, ``optax.tree.vdot``) it is used rather than rewritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def float_dtype() -> jnp.dtype:
+  """float32, or float64 when ``jax_enable_x64`` is on."""
+  return jnp.dtype(jnp.result_type(float))
+
+
+def as_float(x: Any) -> jax.Array:
+  """``x`` in float32 (float64 under x64), whatever its dtype: learning rates and statistics."""
+  return jnp.asarray(x).astype(float_dtype())
+
+
+def counter() -> jax.Array:
+  """A fresh int32 zero.
+
+  Each field gets its own buffer, so a state can be donated
+  (``jit(..., donate_argnums=...)`` refuses one buffer passed twice).
+  """
+  return jnp.zeros([], jnp.int32)
+
+
+def increment_if(count: jax.Array, condition: Any = True) -> jax.Array:
+  """``count + 1`` where ``condition`` holds, saturating at the dtype's maximum."""
+  return jnp.where(condition, optax.safe_increment(count), count)
+
+
+def device_mean(value: jax.Array, axis_name: Optional[str]) -> jax.Array:
+  """The value averaged over ``axis_name`` (pmap / shard_map), or as is."""
+  if axis_name is None:
+    return value
+  return jax.lax.pmean(value, axis_name)
+
+
+def read_value(value: Any, axis_name: Optional[str], fn: str = "lrjax") -> tuple[jax.Array,
+                                                                              jax.Array]:
+  """The scalar statistic a schedule decides on (float32, device mean), and whether it is finite."""
+  v = as_float(value)
+  if v.ndim != 0:
+    raise ValueError(f"{fn}: value must be a scalar loss or metric, got shape {v.shape}")
+  v = device_mean(v, axis_name)
+  return v, jnp.isfinite(v)
+
+
+def all_finite(tree: Any) -> jax.Array:
+  """True when every element of every leaf of ``tree`` is finite (a scalar bool)."""
+  leaves = jax.tree.leaves(tree)
+  if not leaves:
+    return jnp.asarray(True)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def scale_tree(tree: Any, factor: jax.Array) -> Any:
+  """Every leaf times the scalar ``factor``, each leaf keeping its dtype."""
+  return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
+
+
+def vdot(a: Any, b: Any) -> jax.Array:
+  """The float32 inner product of two trees of one structure (bf16 leaves upcast first)."""
+  return optax.tree.vdot(jax.tree.map(as_float, a), jax.tree.map(as_float, b))

@@ -1,0 +1,93 @@
+"""The runner of ``lrjax compare``: the optimizers it can train with, the runs, the statistics.
+
+Every schedule in lrjax's one registry that has a preset (``lrjax.create`` /
+``schedule_names``; pure and stateful alike) is trained through
+``optax.inject_hyperparams(optax.adamw)``; the transforms that own their
+learning rate and the Optax baselines are added by name.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import numpy as np
+import optax
+
+from lrjax.bench import report, tasks, unroll
+from lrjax.schedules._base import build_preset, preset_names
+from lrjax.transforms import hypergradient, window_search
+
+DEFAULT_SCHEDULES = ("constant", "cosine_decay", "warmup_cosine_decay", "wsd", "one_cycle",
+                     "reduce_on_plateau", "greedy", "optax.contrib.schedule_free_adamw")
+
+
+def optimizers(steps: int, peak: float, weight_decay: float = 1e-4) -> dict:
+  """Name -> a zero-argument builder of the optax transformation to train with."""
+  adamw = lambda lr: optax.adamw(lr, weight_decay=weight_decay)  # noqa: E731
+  inject = lambda sched: optax.inject_hyperparams(optax.adamw)(  # noqa: E731
+      learning_rate=sched, weight_decay=weight_decay)
+  table: dict[str, Callable[[], optax.GradientTransformation]] = {
+      name: (lambda n=name: inject(build_preset(n, steps, peak))) for name in preset_names()}
+  window = max(steps // 20, 5)
+  probe = max(steps // 50, 3)
+  table.update({
+      "window_search": lambda: window_search(
+          adamw, peak, window=max(steps // 4, 3 * probe + 1), probe_steps=probe),
+      "hypergradient": lambda: hypergradient(adamw, init_value=peak, hyper_lr=1e-7),
+      "optax.warmup_cosine_decay_schedule": lambda: inject(
+          optax.warmup_cosine_decay_schedule(0.0, peak, max(steps // 10, 1), steps)),
+      "optax.contrib.reduce_on_plateau": lambda: optax.chain(
+          adamw(peak), optax.contrib.reduce_on_plateau(factor=0.5, patience=2,
+                                                       accumulation_size=window)),
+      "optax.contrib.schedule_free_adamw": lambda: optax.contrib.schedule_free_adamw(
+          peak, warmup_steps=max(steps // 10, 1), weight_decay=weight_decay),
+      "optax.contrib.prodigy": lambda: optax.contrib.prodigy(1.0, weight_decay=weight_decay),
+  })
+  return table
+
+
+def _progress(i: int, total: int, label: str) -> None:
+  width = 30
+  filled = int(width * i / total)
+  sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {i}/{total} {label:<56}")
+  sys.stderr.flush()
+  if i == total:
+    sys.stderr.write("\n")
+
+
+def steps_to_target(result, target: float, higher_is_better: bool):
+  """The first evaluated step whose metric reaches ``target``, or None."""
+  hit = result.metric >= target if higher_is_better else result.metric <= target
+  return int(result.steps[np.argmax(hit)]) if hit.any() else None
+
+
+def run(task_name: str, names, steps: int, seeds: int, peak: float, out: str,
+        eval_every: int, progress: bool = True) -> dict:
+  """Trains every (schedule, seed), writes JSON, CSV and PNGs to ``out``, returns the summary."""
+  task = tasks.get_task(task_name)
+  table = optimizers(steps, peak)
+  runs = {}
+  total, i = len(names) * seeds, 0
+  for name in names:
+    for seed in range(seeds):
+      if progress:
+        _progress(i, total, f"{task_name}: {name}, seed {seed}")
+      runs.setdefault(name, []).append(unroll.train(task, table[name](), steps, seed, eval_every))
+      i += 1
+  if progress:
+    _progress(total, total, "done")
+  summary = {"task": task_name, "metric": task.metric, "target": task.target,
+             "higher_is_better": task.higher_is_better, "steps": steps, "seeds": seeds,
+             "peak_lr": peak, "schedules": {}}
+  for name, results in runs.items():
+    finals = np.array([r.metric[-1] for r in results])
+    hits = [steps_to_target(r, task.target, task.higher_is_better) for r in results]
+    summary["schedules"][name] = {
+        "final_metric_mean": float(finals.mean()), "final_metric_std": float(finals.std()),
+        "steps_to_target": hits,
+        "wall_time_mean": float(np.mean([r.wall_time for r in results])),
+        "curves": [{k: getattr(r, k).tolist() for k in ("steps", "train_loss", "eval_loss",
+                                                          "metric", "lrs")} for r in results]}
+  report.write(summary, out)
+  return summary

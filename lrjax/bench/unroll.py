@@ -1,0 +1,143 @@
+"""The training unroll: a pure function from (params, state, key, steps) to curves.
+
+``unroll`` trains a task for a fixed number of updates inside one ``lax.scan``
+and returns the new parameters, optimizer state and per-step curves. It has no
+host work, so it composes with ``jit`` and ``vmap``: over seeds, over a stack
+of schedules' hyperparameters (stateful schedules are pytrees), over tasks.
+``train`` is the host loop around it: compiled chunks of ``eval_every`` updates,
+an evaluation on held-out data between them, I/O only there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrjax._inspection import current_lr
+from lrjax.bench.tasks import Task
+
+
+class Curves(NamedTuple):
+  """Per-update curves of an unroll: the training loss and the learning rate applied."""
+  loss: jax.Array  # shape=(steps,), dtype=float32.
+  lr: jax.Array  # shape=(steps,), dtype=float32; NaN where the state hides its rate.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """Curves from one training run, one entry per evaluation (after ``steps[i]`` updates)."""
+  steps: np.ndarray
+  train_loss: np.ndarray
+  eval_loss: np.ndarray
+  metric: np.ndarray
+  lrs: np.ndarray
+  wall_time: float
+
+
+def lr_or_nan(opt_state: Any) -> jax.Array:
+  """``current_lr(opt_state)`` as a float32 scalar, or NaN when the state hides its rate."""
+  try:
+    return jnp.asarray(current_lr(opt_state), jnp.float32).reshape(())
+  except ValueError:
+    return jnp.float32(jnp.nan)
+
+
+def eval_params(opt_state: Any, params: Any) -> Any:
+  """Schedule-free optimizers evaluate at their averaged iterate, not the training one."""
+  if isinstance(opt_state, optax.contrib.ScheduleFreeState):
+    return optax.contrib.schedule_free_eval_params(opt_state, params)
+  return params
+
+
+def unroll(task: Task, tx: optax.GradientTransformation, params: Any, opt_state: Any,
+           key: jax.Array, steps: int) -> tuple[Any, Any, Curves]:
+  """Trains ``task`` for ``steps`` updates from ``(params, opt_state)``; pure and traceable.
+
+  Update ``i`` samples its batch with ``jax.random.split(key, steps)[i]`` and
+  passes its loss to ``tx.update`` as ``value=`` (stateful schedules use it).
+
+  Args:
+    task: the task (its ``sample`` and ``loss_fn``).
+    tx: the optimizer.
+    params: the parameters to start from.
+    opt_state: ``tx``'s state to start from.
+    key: the data key of this stretch of training.
+    steps: updates (a Python int: the scan's length).
+
+  Returns:
+    ``(params, opt_state, curves)`` after the last update.
+
+  Example:
+    >>> import jax, optax
+    >>> from lrjax.bench import tasks, unroll
+    >>> task = tasks.get_task("regression")
+    >>> tx = optax.adam(1e-2)
+    >>> params = task.init(jax.random.PRNGKey(0))
+    >>> _, _, curves = unroll.unroll(task, tx, params, tx.init(params),
+    ...                              jax.random.PRNGKey(1), 20)
+    >>> curves.loss.shape
+    (20,)
+  """
+  update = optax.with_extra_args_support(tx).update
+
+  def one_step(carry, k):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(task.loss_fn)(params, task.sample(k))
+    updates, opt_state = update(grads, opt_state, params, value=loss)
+    return (optax.apply_updates(params, updates), opt_state), (loss, lr_or_nan(opt_state))
+
+  (params, opt_state), (losses, lrs) = jax.lax.scan(one_step, (params, opt_state),
+                                                    jax.random.split(key, steps))
+  return params, opt_state, Curves(loss=losses.astype(jnp.float32), lr=lrs)
+
+
+def init_and_unroll(task: Task, tx: optax.GradientTransformation, seed_key: jax.Array,
+                    steps: int) -> Curves:
+  """A whole run from one seed: initialise as ``train`` does, then ``unroll``; ``vmap`` it."""
+  init_key, data_key = jax.random.split(seed_key)
+  params = task.init(init_key)
+  return unroll(task, tx, params, tx.init(params), jax.random.fold_in(data_key, 0), steps)[2]
+
+
+def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 0,
+          eval_every: int = 50,
+          on_eval: Optional[Callable[[int, dict], None]] = None) -> TrainResult:
+  """Trains ``task`` with ``tx`` for ``steps`` updates; evaluates every ``eval_every``.
+
+  Each chunk of ``eval_every`` updates is one compiled ``unroll``; between
+  chunks the held-out evaluation runs and ``on_eval(step, row)`` is called.
+  """
+  key = jax.random.PRNGKey(seed)
+  init_key, data_key = jax.random.split(key)
+  params = task.init(init_key)
+  opt_state = tx.init(params)
+
+  def run_chunk(params, opt_state, key, n):
+    params, opt_state, curves = unroll(task, tx, params, opt_state, key, n)
+    return params, opt_state, jnp.mean(curves.loss), curves.lr[-1]
+
+  chunk = jax.jit(run_chunk, static_argnums=3)
+  evaluate = jax.jit(task.evaluate)
+  out = {"steps": [], "train_loss": [], "eval_loss": [], "metric": [], "lrs": []}
+  start = time.perf_counter()
+  done = 0
+  while done < steps:
+    n = min(eval_every, steps - done)
+    params, opt_state, train_loss, lr = chunk(params, opt_state,
+                                              jax.random.fold_in(data_key, done), n)
+    done += n
+    ev = evaluate(eval_params(opt_state, params))
+    row = {"steps": done, "train_loss": float(train_loss), "eval_loss": float(ev["loss"]),
+           "metric": float(ev["metric"]), "lrs": float(lr)}
+    for k, v in row.items():
+      out[k].append(v)
+    if on_eval is not None:
+      on_eval(done, row)
+  wall = time.perf_counter() - start
+  return TrainResult(**{k: np.asarray(v) for k, v in out.items()}, wall_time=wall)

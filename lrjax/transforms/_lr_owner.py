@@ -1,0 +1,63 @@
+"""The one skeleton of every transform that owns its learning rate.
+
+``hypergradient``, ``window_search`` (and the learned controller to come) each
+run an inner Optax optimizer built at learning rate 1, so its update is a
+direction; the transform chooses the rate and scales the direction by it. Their
+states begin alike (``count``, ``lr``, ``num_nonfinite``, ``inner_state``) and
+they count and skip non-finite steps alike. That is written once, here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import optax
+
+from lrjax import _validation as v
+from lrjax._numerics import as_float, counter, increment_if, scale_tree
+
+
+@dataclasses.dataclass(frozen=True)
+class LROwner:
+  """An inner optimizer at learning rate 1, and the state fields every owner shares.
+
+  Attributes:
+    fn: the public function's name, for error messages.
+    inner: ``optimizer_factory(1.0)`` with extra-args support.
+  """
+
+  fn: str
+  inner: optax.GradientTransformationExtraArgs
+
+  @classmethod
+  def build(cls, fn: str, optimizer_factory: Callable[..., Any]) -> "LROwner":
+    """Checks ``optimizer_factory`` and builds the inner optimizer at learning rate 1."""
+    v.is_callable(fn, "optimizer_factory", optimizer_factory)
+    return cls(fn, optax.with_extra_args_support(optimizer_factory(1.0)))
+
+  def init_fields(self, params: Any, lr: Any) -> dict[str, Any]:
+    """``count``, ``lr``, ``num_nonfinite`` and ``inner_state`` of a new state."""
+    return dict(count=counter(), lr=as_float(lr), num_nonfinite=counter(),
+                inner_state=self.inner.init(params))
+
+  def require_params(self, params: Any, why: str) -> None:
+    if params is None:
+      raise ValueError(f"lrjax.{self.fn}: update needs params ({why})")
+
+  def direction(self, grads: Any, inner_state: Any, params: Any,
+                **extra_args: Any) -> tuple[Any, Any]:
+    """The inner optimizer's update at learning rate 1, and its next state."""
+    return self.inner.update(grads, inner_state, params, **extra_args)
+
+  @staticmethod
+  def step(direction: Any, lr: jax.Array) -> Any:
+    """The update ``lr * direction``, each leaf keeping its dtype."""
+    return scale_tree(direction, lr)
+
+  @staticmethod
+  def next_fields(state: Any, lr: jax.Array, ok: jax.Array) -> dict[str, Any]:
+    """``count`` + 1, the ``lr`` of this update, ``num_nonfinite`` + 1 unless ``ok``."""
+    return dict(count=increment_if(state.count), lr=as_float(lr),
+                num_nonfinite=increment_if(state.num_nonfinite, ~ok))
