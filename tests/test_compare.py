@@ -73,3 +73,10 @@ def test_bad_input_is_one_line(args, message):
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert message in result.stderr
+
+
+def test_the_schedule_list_comes_from_the_one_registry():
+  import lrjax
+  from lrjax.schedules._base import preset_names
+  assert set(preset_names()) == set(lrjax.schedule_names()) - {"function"}
+  assert set(preset_names()) <= set(runner.optimizers(100, 1e-3))

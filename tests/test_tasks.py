@@ -52,3 +52,24 @@ def test_unknown_task():
 def test_charlm_corpus_is_the_fixed_module_list():
   text = tasks.charlm_corpus()
   assert len(text) > 100_000 and "def wrap(" in text and "class Random" in text
+
+
+def test_unroll_is_pure_and_vmaps_over_seeds_and_schedule_settings():
+  import jax
+  from lrjax.bench.unroll import init_and_unroll
+  task = tasks.get_task("regression")
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+
+  def run(key, factor):  # a stateful schedule's setting is a leaf: vmap reaches it
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=lrjax.reduce_on_plateau(
+        1e-2, factor=factor, patience=0))
+    return init_and_unroll(task, tx, key, 30)
+
+  factors = np.array([0.5, 0.1], np.float32)
+  batched = jax.jit(jax.vmap(run))(keys, factors)
+  for i in range(2):
+    one = jax.jit(run)(keys[i], factors[i])
+    np.testing.assert_allclose(batched.loss[i], one.loss, rtol=2e-5)
+    np.testing.assert_allclose(batched.lr[i], one.lr, rtol=2e-5)
+  assert batched.loss.shape == (2, 30)
+  assert float(batched.lr[1, -1]) < float(batched.lr[0, -1])  # the smaller factor cut deeper

@@ -57,18 +57,22 @@ def _split(n: int, frac: float, seed: int = 0):
   return perm[:cut], perm[cut:]
 
 
+def _cross_entropy(model, params, x, y):
+  """The mean cross-entropy of ``model`` on integer labels, and its logits."""
+  logits = model.apply(params, x)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+
 def _classification_task(name, x, y, model, num_classes, batch, target, metric="accuracy"):
   train_idx, test_idx = _split(len(x), 0.8)
   xtr, ytr = jnp.asarray(x[train_idx]), jnp.asarray(y[train_idx])
   xte, yte = jnp.asarray(x[test_idx]), jnp.asarray(y[test_idx])
 
   def loss_fn(params, b):
-    logits = model.apply(params, b[0])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, b[1]).mean()
+    return _cross_entropy(model, params, *b)[0]
 
   def evaluate(params):
-    logits = model.apply(params, xte)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, yte).mean()
+    loss, logits = _cross_entropy(model, params, xte, yte)
     return {"loss": loss, "metric": jnp.mean(jnp.argmax(logits, -1) == yte)}
 
   def sample(key):
@@ -182,12 +186,10 @@ def charlm_task(context: int = 64, batch: int = 32) -> Task:
   model = CharLM()
 
   def loss_fn(params, b):
-    logits = model.apply(params, b[0])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, b[1]).mean()
+    return _cross_entropy(model, params, *b)[0]
 
   def evaluate(params):
-    logits = model.apply(params, vx)
-    nats = optax.softmax_cross_entropy_with_integer_labels(logits, vy).mean()
+    nats = _cross_entropy(model, params, vx, vy)[0]
     return {"loss": nats, "metric": nats / math.log(2)}
 
   def sample(key):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import jax
@@ -20,14 +21,18 @@ def _tolist(x):
   return jnp.asarray(x).tolist()
 
 
-@schedule_class("piecewise_constant")
-class PiecewiseConstant(Schedule):
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class _Breakpoints(Schedule):
+  """Values at boundaries, written to a config as plain lists."""
   boundaries: Any
   values: Any
 
   def config_args(self):
     return {"boundaries": _tolist(self.boundaries), "values": _tolist(self.values)}
 
+
+@schedule_class("piecewise_constant")
+class PiecewiseConstant(_Breakpoints):
   def _value(self, t):
     values = as_float(self.values)
     if jnp.size(self.boundaries) == 0:
@@ -79,13 +84,7 @@ def piecewise_constant(boundaries: Sequence[ArrayLike],
 
 
 @schedule_class("piecewise_linear")
-class PiecewiseLinear(Schedule):
-  boundaries: Any
-  values: Any
-
-  def config_args(self):
-    return {"boundaries": _tolist(self.boundaries), "values": _tolist(self.values)}
-
+class PiecewiseLinear(_Breakpoints):
   def _value(self, t):
     xs, ys = as_float(self.boundaries), as_float(self.values)
     n = xs.shape[0]
