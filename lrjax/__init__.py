@@ -9,8 +9,8 @@ from lrjax.schedules import (FunctionSchedule, Schedule, clip, constant, cosine_
                              piecewise_linear, polynomial, product, scale,
                              schedule_names, step_decay, swa_schedule, warmup,
                              warmup_cosine_decay, wsd)
-from lrjax.stateful import (ScheduleState, StatefulSchedule, greedy, reduce_on_plateau,
-                            window_decay)
+from lrjax.stateful import (ScheduleState, StatefulSchedule, greedy, observe,
+                            reduce_on_plateau, window_decay)
 from lrjax.transforms import (as_transform, ema_params, hypergradient, lawa,
                               scheduled_weight_decay, swa, window_search)
 from lrjax._inspection import averaged_params, current_lr
@@ -24,7 +24,15 @@ __all__ = [
     "one_cycle", "piecewise_constant", "piecewise_linear", "plot_schedules",
     "polynomial", "product", "scale", "schedule_names", "step_decay", "warmup",
     "warmup_cosine_decay", "wsd", "__version__",
-    "ScheduleState", "StatefulSchedule", "as_transform", "current_lr", "greedy",
+    "ScheduleState", "StatefulSchedule", "as_transform", "current_lr", "greedy", "observe",
     "reduce_on_plateau", "window_decay", "window_search", "averaged_params", "ema_params",
     "lawa", "scheduled_weight_decay", "hypergradient", "FindLRResult", "find_lr", "swa", "swa_schedule",
 ]
+
+
+def __getattr__(name):
+  # ``lrjax.keras`` (the optional extra) loads on first use: ``import lrjax`` never imports Keras.
+  if name == "keras":
+    import importlib
+    return importlib.import_module("lrjax.keras")
+  raise AttributeError(f"module 'lrjax' has no attribute {name!r}")

@@ -143,7 +143,7 @@ def _cmd_compare(args) -> int:
     raise CLIError(f"cannot write to --out {args.out!r}: {e.strerror}") from None
   try:
     summary = runner.run(args.task, names, args.steps, args.seeds, args.peak_lr, args.out,
-                          args.eval_every, progress=not args.quiet)
+                         args.eval_every, progress=not args.quiet, signal=args.signal)
   except ImportError as e:
     raise CLIError(str(e)) from None
   print(report.format_table(summary))
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--peak-lr", type=float, default=3e-3)
   cmp.add_argument("--eval-every", type=_positive_int, default=50)
   cmp.add_argument("--out", default="lrjax-compare", help="output folder (default lrjax-compare)")
+  cmp.add_argument("--signal", choices=runner.SIGNALS, default="train",
+                   help="what the adaptive schedules decide on: the training loss of every "
+                   "update (train, the default) or the held-out loss at every evaluation (val)")
   cmp.add_argument("--quiet", action="store_true", help="no progress bar")
   cmp.set_defaults(func=_cmd_compare)
   lst = sub.add_parser("list", help="list the schedule names")

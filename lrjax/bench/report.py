@@ -10,12 +10,15 @@ import numpy as np
 
 
 def format_table(summary: dict) -> str:
+  """The Markdown table of a ``runner.run`` summary, best final metric first."""
   better = max if summary["higher_is_better"] else min
   rows = summary["schedules"]
   best = better(rows, key=lambda n: rows[n]["final_metric_mean"])
   lines = [f"task {summary['task']}: {summary['metric']} after {summary['steps']} steps, "
            f"{summary['seeds']} seed(s), peak lr {summary['peak_lr']:g}; target "
-           f"{summary['target']:g}",
+           f"{summary['target']:g}"
+           + ("; adaptive schedules decide on the held-out loss"
+              if summary.get("signal") == "val" else ""),
            f"| schedule | final {summary['metric']} (mean ± std) | steps to target | wall s |",
            "|---|---:|---:|---:|"]
   for name, row in sorted(rows.items(), key=lambda kv: kv[1]["final_metric_mean"],

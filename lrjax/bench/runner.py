@@ -4,6 +4,12 @@ Every schedule in lrjax's one registry that has a preset (``lrjax.create`` /
 ``schedule_names``; pure and stateful alike) is trained through
 ``optax.inject_hyperparams(optax.adamw)``; the transforms that own their
 learning rate and the Optax baselines are added by name.
+
+``signal="val"`` builds the stateful schedules with ``signal="observe"`` and
+settings counted in evaluations (a decision per held-out evaluation, as the
+per-epoch habit of PyTorch and Keras), and ``train`` feeds each evaluation's
+held-out loss to them with ``lrjax.observe``. The transforms and the Optax
+baselines keep deciding on the training loss (see ``lrjax.observe`` for why).
 """
 
 from __future__ import annotations
@@ -16,19 +22,43 @@ import optax
 
 from lrjax.bench import report, tasks, unroll
 from lrjax.schedules._base import build_preset, preset_names
+from lrjax.stateful import StatefulSchedule
 from lrjax.transforms import hypergradient, window_search
+
+SIGNALS = ("train", "val")
+
+
+def val_settings(name: str, evaluations: int) -> dict:
+  """Settings of a stateful preset counted in held-out evaluations (``signal="val"``)."""
+  return {"reduce_on_plateau": dict(window=1, patience=1),
+          "greedy": dict(window=2, patience=1),
+          "window_decay": dict(window=max(evaluations // 4, 3))}.get(name, {})
+
+
+def _schedule(name: str, steps: int, peak: float, signal: str, evaluations: int):
+  schedule = build_preset(name, steps, peak)
+  if signal == "val" and isinstance(schedule, StatefulSchedule):
+    schedule = build_preset(name, steps, peak, signal="observe",
+                            **val_settings(name, evaluations))
+  return schedule
 
 DEFAULT_SCHEDULES = ("constant", "cosine_decay", "warmup_cosine_decay", "wsd", "one_cycle",
                      "reduce_on_plateau", "greedy", "optax.contrib.schedule_free_adamw")
 
 
-def optimizers(steps: int, peak: float, weight_decay: float = 1e-4) -> dict:
-  """Name -> a zero-argument builder of the optax transformation to train with."""
+def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str = "train",
+               evaluations: int = 10) -> dict:
+  """Name -> a zero-argument builder of the optax transformation to train with.
+
+  ``signal="val"``: the stateful schedules decide on held-out evaluations
+  (``evaluations`` of them in the run) fed by ``lrjax.observe``.
+  """
   adamw = lambda lr: optax.adamw(lr, weight_decay=weight_decay)  # noqa: E731
   inject = lambda sched: optax.inject_hyperparams(optax.adamw)(  # noqa: E731
       learning_rate=sched, weight_decay=weight_decay)
   table: dict[str, Callable[[], optax.GradientTransformation]] = {
-      name: (lambda n=name: inject(build_preset(n, steps, peak))) for name in preset_names()}
+      name: (lambda n=name: inject(_schedule(n, steps, peak, signal, evaluations)))
+      for name in preset_names()}
   window = max(steps // 20, 5)
   probe = max(steps // 50, 3)
   table.update({
@@ -63,23 +93,25 @@ def steps_to_target(result, target: float, higher_is_better: bool):
 
 
 def run(task_name: str, names, steps: int, seeds: int, peak: float, out: str,
-        eval_every: int, progress: bool = True) -> dict:
+        eval_every: int, progress: bool = True, signal: str = "train") -> dict:
   """Trains every (schedule, seed), writes JSON, CSV and PNGs to ``out``, returns the summary."""
   task = tasks.get_task(task_name)
-  table = optimizers(steps, peak)
+  evaluations = -(-steps // eval_every)
+  table = optimizers(steps, peak, signal=signal, evaluations=evaluations)
   runs = {}
   total, i = len(names) * seeds, 0
   for name in names:
     for seed in range(seeds):
       if progress:
         _progress(i, total, f"{task_name}: {name}, seed {seed}")
-      runs.setdefault(name, []).append(unroll.train(task, table[name](), steps, seed, eval_every))
+      runs.setdefault(name, []).append(unroll.train(task, table[name](), steps, seed, eval_every,
+                                                    observe_eval_loss=signal == "val"))
       i += 1
   if progress:
     _progress(total, total, "done")
   summary = {"task": task_name, "metric": task.metric, "target": task.target,
              "higher_is_better": task.higher_is_better, "steps": steps, "seeds": seeds,
-             "peak_lr": peak, "schedules": {}}
+             "peak_lr": peak, "signal": signal, "schedules": {}}
   for name, results in runs.items():
     finals = np.array([r.metric[-1] for r in results])
     hits = [steps_to_target(r, task.target, task.higher_is_better) for r in results]

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from lrjax._inspection import current_lr
+from lrjax.stateful._observe import has_observer, observe
 from lrjax.bench.tasks import Task
 
 
@@ -107,11 +108,15 @@ def init_and_unroll(task: Task, tx: optax.GradientTransformation, seed_key: jax.
 
 def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 0,
           eval_every: int = 50,
-          on_eval: Optional[Callable[[int, dict], None]] = None) -> TrainResult:
+          on_eval: Optional[Callable[[int, dict], None]] = None,
+          observe_eval_loss: bool = False) -> TrainResult:
   """Trains ``task`` with ``tx`` for ``steps`` updates; evaluates every ``eval_every``.
 
   Each chunk of ``eval_every`` updates is one compiled ``unroll``; between
   chunks the held-out evaluation runs and ``on_eval(step, row)`` is called.
+  With ``observe_eval_loss`` each held-out loss is fed to the stateful schedule
+  built with ``signal="observe"`` (``lrjax.observe``), as an epoch loop would
+  (an optimizer without one trains as usual).
   """
   key = jax.random.PRNGKey(seed)
   init_key, data_key = jax.random.split(key)
@@ -124,6 +129,7 @@ def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 
 
   chunk = jax.jit(run_chunk, static_argnums=3)
   evaluate = jax.jit(task.evaluate)
+  feed = jax.jit(observe) if observe_eval_loss and has_observer(opt_state) else None
   out = {"steps": [], "train_loss": [], "eval_loss": [], "metric": [], "lrs": []}
   start = time.perf_counter()
   done = 0
@@ -133,6 +139,8 @@ def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 
                                               jax.random.fold_in(data_key, done), n)
     done += n
     ev = evaluate(eval_params(opt_state, params))
+    if feed is not None:
+      opt_state = feed(opt_state, ev["loss"])
     row = {"steps": done, "train_loss": float(train_loss), "eval_loss": float(ev["loss"]),
            "metric": float(ev["metric"]), "lrs": float(lr)}
     for k, v in row.items():

@@ -132,11 +132,11 @@ def warmup_steps_for(steps: int) -> int:
   return max(steps // 10, 1)
 
 
-def build_preset(name: str, steps: int, peak: float) -> Any:
-  """``create(name, **preset(steps, peak))``: the registered schedule for one run."""
+def build_preset(name: str, steps: int, peak: float, **overrides: Any) -> Any:
+  """``create(name, **preset(steps, peak), **overrides)``: the registered schedule for one run."""
   if name not in _PRESETS:
     raise ValueError(f"lrjax: schedule {name!r} has no preset for a training run")
-  return create(name, **_PRESETS[name](steps, peak))
+  return create(name, **{**_PRESETS[name](steps, peak), **overrides})
 
 
 def preset_names() -> list[str]:

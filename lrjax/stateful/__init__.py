@@ -8,12 +8,13 @@ state readers (``current_lr``) in ``lrjax`` itself.
 from lrjax._deprecation import moved
 from lrjax.stateful._core import ScheduleState, StatefulSchedule
 from lrjax.stateful._greedy import Greedy, GreedyStats, greedy
+from lrjax.stateful._observe import observe
 from lrjax.stateful._plateau import PlateauStats, ReduceOnPlateau, reduce_on_plateau
 from lrjax.stateful._window import WindowDecay, WindowStats, window_decay
 
 __all__ = [
     "Greedy", "GreedyStats", "PlateauStats", "ReduceOnPlateau", "ScheduleState",
-    "StatefulSchedule", "WindowDecay", "WindowStats", "greedy", "reduce_on_plateau",
+    "StatefulSchedule", "WindowDecay", "WindowStats", "greedy", "observe", "reduce_on_plateau",
     "window_decay",
 ]
 

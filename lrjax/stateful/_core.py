@@ -23,8 +23,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrjax._numerics import as_float, counter, increment_if, read_value
+from lrjax._numerics import as_float, counter, float_dtype, increment_if, read_value
 from lrjax.schedules._base import Configurable, static
+
+SIGNALS = ("update", "observe")
 
 
 class ScheduleState(NamedTuple):
@@ -41,12 +43,22 @@ class ScheduleState(NamedTuple):
       before any).
     num_nonfinite: values skipped because they were NaN or infinite (saturating).
     stats: the schedule's own decision statistics (a ``NamedTuple``).
+    schedule: the schedule itself, its settings as arrays: the state describes
+      how it decides, so ``lrjax.observe`` can make a decision on it wherever it
+      sits in an optimizer state (and a checkpoint records the settings).
   """
   count: jax.Array  # shape=(), dtype=int32.
   scale: jax.Array  # shape=(), dtype=float32.
   lr: jax.Array  # shape=(), dtype=float32.
   num_nonfinite: jax.Array  # shape=(), dtype=int32.
   stats: Any
+  schedule: Any  # the StatefulSchedule (a pytree; a few scalar leaves).
+
+
+def _as_array(x: Any) -> jax.Array:
+  """A setting as an array: int32 for integers, float32 (float64 under x64) otherwise."""
+  x = jnp.asarray(x)
+  return x.astype(jnp.int32 if jnp.issubdtype(x.dtype, jnp.integer) else float_dtype())
 
 
 def reduced_scale(scale, lr, multiplier, min_value, eps):
@@ -103,14 +115,25 @@ class StatefulSchedule(Configurable):
   ``min_value``). Subclasses declare their settings as dataclass fields and
   implement ``_init_stats`` and ``_decide``.
 
+  Two ways to feed it (``signal``, static):
+
+  - ``"update"`` (the default): every ``update(state, value=loss)`` makes a
+    decision on the value of that update (the training loss);
+  - ``"observe"``: ``update`` only advances the count (the base schedule, e.g.
+    a warmup, still moves per update) and decisions come from ``observe`` /
+    ``lrjax.observe(opt_state, metric)`` whenever a metric is at hand, e.g. the
+    validation loss at each epoch's end, as PyTorch's ``scheduler.step(val_loss)``.
+
   Attributes:
     base: the pure schedule the adaptive scale multiplies.
     axis_name: average the value over this mapped axis so every replica
       decides alike (static).
+    signal: ``"update"`` or ``"observe"`` (static), as above.
   """
 
   base: Any
   axis_name: Optional[str] = static(default=None)
+  signal: str = static(default="update")
 
   def _bounds(self) -> tuple[Any, Any]:
     """``(min_value, max_value)`` of the learning rate; ``None`` for no bound."""
@@ -137,7 +160,8 @@ class StatefulSchedule(Configurable):
     count = counter()
     scale = jnp.ones([], as_float(0).dtype)
     return ScheduleState(count=count, scale=scale, lr=self._lr(count, scale),
-                         num_nonfinite=counter(), stats=self._init_stats())
+                         num_nonfinite=counter(), stats=self._init_stats(),
+                         schedule=jax.tree.map(_as_array, self))
 
   def __call__(self, state: ScheduleState, **extra_args: Any) -> jax.Array:
     """The learning rate for the update at ``state.count``."""
@@ -156,8 +180,26 @@ class StatefulSchedule(Configurable):
     return state._replace(scale=scale, stats=stats,
                           num_nonfinite=increment_if(state.num_nonfinite, ~finite))
 
-  def update(self, state: ScheduleState, *, value: Any, **extra_args: Any) -> ScheduleState:
-    """Feeds the loss (or metric) of the update just made; returns the next state."""
+  def update(self, state: ScheduleState, *, value: Any = None,
+             **extra_args: Any) -> ScheduleState:
+    """Advances one update; with ``signal="update"`` first decides on its ``value``.
+
+    Args:
+      state: the state before this update.
+      value: the loss (or metric) of the update just made; required with
+        ``signal="update"``, ignored with ``signal="observe"``.
+
+    Returns:
+      The next state: ``count + 1`` and ``lr`` the rate this update used.
+    """
     del extra_args
-    observed = self.observe(state, value)
+    observed = state
+    if self.signal == "update":
+      if value is None:
+        raise TypeError(
+            f"lrjax.{self.name}: update() needs the keyword argument value= (the loss of this "
+            "update: signal='update' decides on it), e.g. tx.update(grads, state, params, "
+            "value=loss); build the schedule with signal='observe' to decide on a metric fed "
+            "by lrjax.observe instead")
+      observed = self.observe(state, value)
     return observed._replace(count=increment_if(state.count), lr=self(state))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from lrjax import _validation as v
 from lrjax._numerics import as_float, counter, increment_if
 from lrjax.schedules._base import as_schedule, public, static
-from lrjax.stateful._core import StatefulSchedule, raised_scale, reduced_scale, stateful_class
+from lrjax.stateful._core import SIGNALS, StatefulSchedule, raised_scale, reduced_scale, stateful_class
 
 
 class GreedyStats(NamedTuple):
@@ -93,7 +93,7 @@ class Greedy(StatefulSchedule):
 def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 0,
            min_value: float = 0.0, max_value: Optional[float] = None, window: int = 50,
            warmup: int = 0, axis_name: Optional[str] = None, threshold: float = 1e-4,
-           eps: float = 1e-8) -> Greedy:
+           eps: float = 1e-8, signal: str = "update") -> Greedy:
   r"""GreedyLR: follow the smoothed loss up on improvement, down on a plateau.
 
   Each update the value enters a rolling window of ``window`` values; their
@@ -120,6 +120,8 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
     window: values (>= 1) in the smoothing window.
     warmup: updates (>= 0) ignoring plateaus after a reduction (and at the start).
     axis_name: average the value over this mapped axis.
+    signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
+      only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
     threshold: absolute improvement margin, >= 0.
     eps: smallest change applied, >= 0.
 
@@ -144,6 +146,7 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
     Faster Convergence <https://arxiv.org/abs/2512.14527>`_, 2025.
   """
   fn = "greedy"
+  v.one_of(fn, "signal", signal, SIGNALS)
   v.in_range(fn, "factor", factor, 0.0, 1.0)
   v.integer(fn, "patience", patience, minimum=0)
   v.integer(fn, "cooldown", cooldown, minimum=0)
@@ -153,7 +156,7 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
   v.integer(fn, "warmup", warmup, minimum=0)
   v.non_negative(fn, "threshold", threshold)
   v.non_negative(fn, "eps", eps)
-  return Greedy(base=as_schedule(base, fn, "base"), axis_name=axis_name, factor=factor,
-                patience=int(patience), cooldown=int(cooldown), min_value=min_value,
-                max_value=max_value, window=int(window), warmup=int(warmup),
-                threshold=threshold, eps=eps)
+  return Greedy(base=as_schedule(base, fn, "base"), axis_name=axis_name, signal=signal,
+                factor=factor, patience=int(patience), cooldown=int(cooldown),
+                min_value=min_value, max_value=max_value, window=int(window),
+                warmup=int(warmup), threshold=threshold, eps=eps)

@@ -11,7 +11,7 @@ import optax
 from lrjax import _validation as v
 from lrjax._numerics import as_float, counter, increment_if
 from lrjax.schedules._base import as_schedule, public, static
-from lrjax.stateful._core import StatefulSchedule, reduced_scale, stateful_class
+from lrjax.stateful._core import SIGNALS, StatefulSchedule, reduced_scale, stateful_class
 
 
 class PlateauStats(NamedTuple):
@@ -93,7 +93,8 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
                       threshold: float = 1e-4, threshold_mode: str = "rel",
                       mode: str = "min", cooldown: int = 0, min_value: float = 0.0,
                       eps: float = 1e-8, window: int = 1,
-                      axis_name: Optional[str] = None) -> ReduceOnPlateau:
+                      axis_name: Optional[str] = None,
+                      signal: str = "update") -> ReduceOnPlateau:
   r"""Reduces the learning rate when a metric stops improving, inside ``jit``.
 
   The learning rate is ``max(base(count) * s, min_value)``, where the scale
@@ -132,6 +133,8 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
     window: updates (>= 1) averaged per decision (1 = every update; the number
       of steps in an epoch reproduces the per-epoch habit).
     axis_name: average the value over this mapped axis so every replica decides alike.
+    signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
+      only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
 
   Returns:
     A stateful schedule for ``optax.inject_hyperparams`` (pass ``value=loss``
@@ -153,6 +156,7 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
     `optax.contrib.reduce_on_plateau <https://optax.readthedocs.io/en/latest/api/contrib.html>`_.
   """
   fn = "reduce_on_plateau"
+  v.one_of(fn, "signal", signal, SIGNALS)
   v.in_range(fn, "factor", factor, 0.0, 1.0)
   v.integer(fn, "patience", patience, minimum=0)
   v.non_negative(fn, "threshold", threshold)
@@ -162,7 +166,8 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
   v.non_negative(fn, "min_value", min_value)
   v.non_negative(fn, "eps", eps)
   v.integer(fn, "window", window, minimum=1)
-  return ReduceOnPlateau(base=as_schedule(base, fn, "base"), axis_name=axis_name, factor=factor,
-                         patience=int(patience), threshold=threshold,
+  return ReduceOnPlateau(base=as_schedule(base, fn, "base"), axis_name=axis_name,
+                         signal=signal, factor=factor, patience=int(patience),
+                         threshold=threshold,
                          threshold_mode=threshold_mode, mode=mode, cooldown=int(cooldown),
                          min_value=min_value, eps=eps, window=int(window))

@@ -11,7 +11,7 @@ from jax.scipy.special import betainc
 from lrjax import _validation as v
 from lrjax._numerics import as_float, counter
 from lrjax.schedules._base import as_schedule, public, static
-from lrjax.stateful._core import StatefulSchedule, reduced_scale, stateful_class
+from lrjax.stateful._core import SIGNALS, StatefulSchedule, reduced_scale, stateful_class
 
 
 class WindowStats(NamedTuple):
@@ -91,7 +91,8 @@ class WindowDecay(StatefulSchedule):
 
 @public(preset=lambda steps, peak: dict(base=peak, window=max(steps // 10, 3)))
 def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance: float = 0.05,
-                 min_value: float = 0.0, axis_name: Optional[str] = None) -> WindowDecay:
+                 min_value: float = 0.0, axis_name: Optional[str] = None,
+                 signal: str = "update") -> WindowDecay:
   r"""Decays the learning rate when a window's losses show no significant decrease.
 
   Training runs in windows of ``window`` updates. At the end of each, the
@@ -115,6 +116,8 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
     significance: the test's level in (0, 1).
     min_value: floor of the learning rate at every step, >= 0.
     axis_name: average the value over this mapped axis.
+    signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
+      only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
 
   Returns:
     A stateful schedule (``optax.schedules.StatefulSchedule``).
@@ -135,9 +138,11 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
     <https://arxiv.org/abs/2002.10597>`_, 2020.
   """
   fn = "window_decay"
+  v.one_of(fn, "signal", signal, SIGNALS)
   v.integer(fn, "window", window, minimum=3)
   v.in_range(fn, "factor", factor, 0.0, 1.0)
   v.in_range(fn, "significance", significance, 0.0, 1.0)
   v.non_negative(fn, "min_value", min_value)
-  return WindowDecay(base=as_schedule(base, fn, "base"), axis_name=axis_name, window=int(window),
-                     factor=factor, significance=significance, min_value=min_value)
+  return WindowDecay(base=as_schedule(base, fn, "base"), axis_name=axis_name, signal=signal,
+                     window=int(window), factor=factor, significance=significance,
+                     min_value=min_value)

@@ -44,8 +44,9 @@ def as_transform(schedule: Any, *, multiplier: bool = True
       optimizer before it (``True``) or is the learning rate (``False``).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``value=`` is keyword-only
-    and required.
+    An ``optax.GradientTransformationExtraArgs``; ``value=`` is keyword-only,
+    required by a schedule with ``signal="update"`` (a clear ``TypeError``
+    without it) and not by one with ``signal="observe"``.
 
   Example:
     >>> import jax.numpy as jnp, optax, lrjax
@@ -65,7 +66,7 @@ def as_transform(schedule: Any, *, multiplier: bool = True
     del params
     return state_type(schedule.init())
 
-  def update_fn(updates, state, params=None, *, value, **extra_args):
+  def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del params
     lr = schedule(state.schedule_state, **extra_args)
     new = schedule.update(state.schedule_state, value=value, **extra_args)
