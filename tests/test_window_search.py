@@ -202,3 +202,21 @@ def test_pmap_replicas_choose_alike():
   for leaf in (state.multiplier, state.winner, state.scores, state.count):
     leaf = np.asarray(leaf)
     np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[0], leaf.shape))
+
+
+@pytest.mark.parametrize("precision", ["tensorfloat32", "bfloat16"])
+def test_forecast_decides_alike_whatever_the_default_matmul_precision(precision):
+  """Statistics are full float32 on every backend (TF32 is NVIDIA's float32 matmul default)."""
+  t = np.arange(8, dtype=np.float32)
+  losses = jnp.asarray(np.stack([2.0 + 3.0 * np.exp(-0.3 * t), 2.1 + 2.5 * np.exp(-0.5 * t),
+                                 1.9 + 3.5 * np.exp(-0.1 * t)]), jnp.float32)
+  want = jax.jit(forecast)(losses, 40.0)
+  with jax.default_matmul_precision(precision):
+    got = jax.jit(forecast)(losses, 40.0)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert int(jnp.argmin(got)) == int(jnp.argmin(want))
+  # The decision's one matmul asks for HIGHEST precision explicitly, whatever the context.
+  with jax.default_matmul_precision(precision):
+    hlo = jax.jit(forecast).lower(losses, 40.0).as_text()
+  dots = [line for line in hlo.splitlines() if "dot_general" in line]
+  assert dots and all("HIGHEST" in line for line in dots), dots

@@ -18,7 +18,8 @@ class WindowStats(NamedTuple):
   """Decision statistics of ``window_decay``.
 
   Attributes:
-    losses: the current window's values (a buffer of ``window`` entries).
+    losses: the current window's values (a buffer of ``window`` entries; those past
+      ``filled`` are stale, from the previous window).
     filled: values in the current window.
     p_value: the last test's one-sided p-value for "the loss is decreasing" (1 before any).
     num_decays: how many windows ended in a decay.
@@ -79,13 +80,23 @@ class WindowDecay(StatefulSchedule):
     losses = stats.losses.at[stats.filled].set(value)
     filled = stats.filled + 1
     full = filled >= self.window
-    p = slope_p_value(losses)
-    stalled = full & (p > self.significance)
-    new_scale = jnp.where(stalled, reduced_scale(scale, lr, self.factor, self.min_value, 0.0),
-                          scale)
-    return WindowStats(losses=jnp.where(full, jnp.zeros_like(losses), losses),
-                       filled=jnp.where(full, 0, filled),
-                       p_value=jnp.where(full, p, stats.p_value).astype(stats.p_value.dtype),
+
+    # The test (a regression and betainc's iterative evaluation, a loop on the device) runs
+    # only at a window's end: between decisions an update is a store and a compare.
+    def test(_):
+      p = slope_p_value(losses)
+      stalled = p > self.significance
+      return p, stalled, jnp.where(stalled, reduced_scale(scale, lr, self.factor,
+                                                          self.min_value, 0.0), scale)
+
+    def wait(_):
+      return stats.p_value, jnp.asarray(False), scale
+
+    p, stalled, new_scale = jax.lax.cond(full, test, wait, None)
+    # Entries past ``filled`` are stale values of the previous window, overwritten before
+    # the next test reads them.
+    return WindowStats(losses=losses, filled=jnp.where(full, 0, filled),
+                       p_value=p.astype(stats.p_value.dtype),
                        num_decays=stats.num_decays + stalled.astype(jnp.int32)), new_scale
 
 

@@ -72,7 +72,10 @@ def forecast(losses: jax.Array, horizon: Any) -> jax.Array:
   # Centered least squares for y = c + a * e: a = cov(e, y) / var(e).
   e_c = basis - jnp.mean(basis, axis=-1, keepdims=True)          # (B, P)
   y_c = y - jnp.mean(y, axis=-1, keepdims=True)                  # (C, P)
-  a = (y_c @ e_c.T) / jnp.sum(e_c ** 2, axis=-1)[None, :]         # (C, B)
+  # Full float32 on every backend: NVIDIA GPUs run float32 matmuls in TF32 by default,
+  # which moved this forecast by 2e-4 relative (and could move a decision).
+  cov = jnp.matmul(y_c, e_c.T, precision=jax.lax.Precision.HIGHEST)
+  a = cov / jnp.sum(e_c ** 2, axis=-1)[None, :]                   # (C, B)
   c = jnp.mean(y, axis=-1, keepdims=True) - a * jnp.mean(basis, axis=-1)[None, :]
   fitted = c[..., None] + a[..., None] * basis[None]             # (C, B, P)
   sse = jnp.sum((fitted - y[:, None, :]) ** 2, axis=-1)          # (C, B)

@@ -1,0 +1,104 @@
+"""What one compiled update costs, read from XLA's optimized HLO.
+
+``per_step_cost(fn, *args)`` compiles ``fn`` and counts, on the path every call
+runs -- the entry computation and what it calls, but not the branches of a
+``conditional`` (``lax.cond``: work paid only at a decision) -- the
+instructions, the ``while`` loops and the ``select``s over large arrays (an
+O(params) choice between two trees). A stateful schedule's update that makes no
+decision should add a handful of scalar instructions and neither of the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any, Callable
+
+import jax
+
+_COMPUTATION = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+_INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+\s*=\s*(.+?)\s+([\w\-]+)\(")
+_PLUMBING = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}
+_CALLS = re.compile(r"(?:calls|to_apply|condition|body)=%?([\w.\-]+)")
+_BRANCHES = re.compile(r"(?:branch_computations=\{([^}]*)\}|(?:true|false)_computation="
+                       r"%?([\w.\-]+))")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCost:
+  """Counts on the per-call path of a compiled function (conditional branches excluded).
+
+  Attributes:
+    kernels: fusions and unfused computing instructions on every call (on a GPU, each is a
+      kernel launch; parameters, tuples, constants and bitcasts are not counted).
+    instructions: HLO instructions executed on every call (inside fusions too).
+    whiles: ``while`` loops on that path.
+    large_selects: ``select``s whose result has at least ``large`` elements.
+    conditionals: ``conditional``s on that path (decision work behind them is not counted).
+    decision_instructions: instructions inside conditional branches (paid only when taken).
+  """
+  kernels: int
+  instructions: int
+  whiles: int
+  large_selects: int
+  conditionals: int
+  decision_instructions: int
+
+
+def _size(shape: str) -> int:
+  dims = re.findall(r"\[([\d,]*)\]", shape)
+  if not dims:
+    return 1
+  return max(math.prod(int(d) for d in group.split(",") if d) if group else 1 for group in dims)
+
+
+def parse(hlo: str) -> tuple[str, dict[str, list[tuple[str, str, str]]]]:
+  """The entry computation's name and ``{computation: [(opcode, shape, line), ...]}``."""
+  computations: dict[str, list[tuple[str, str, str]]] = {}
+  entry, current = "", None
+  for line in hlo.splitlines():
+    head = _COMPUTATION.match(line)
+    if head and "=" not in line.split("{")[0].split("(")[0]:
+      current = head.group(2)
+      computations[current] = []
+      if head.group(1):
+        entry = current
+      continue
+    ins = _INSTRUCTION.match(line)
+    if ins and current is not None:
+      computations[current].append((ins.group(3), ins.group(2), line))
+  return entry, computations
+
+
+def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024) -> StepCost:
+  """Compiles ``jax.jit(fn)(*args)`` and counts its per-call path (see ``StepCost``)."""
+  hlo = jax.jit(fn).lower(*args).compile().as_text()
+  entry, computations = parse(hlo)
+  always, decision, fused, stack = set(), set(), set(), [(entry, False)]
+  while stack:
+    name, in_branch = stack.pop()
+    seen = decision if in_branch else always
+    if name in seen or name not in computations:
+      continue
+    seen.add(name)
+    for op, _, line in computations[name]:
+      for callee in _CALLS.findall(line):
+        stack.append((callee, in_branch))
+        if op in ("fusion", "reduce", "map", "sort", "scatter", "reduce-window",
+                  "select-and-scatter", "all-reduce"):
+          fused.add(callee)
+      for group, single in _BRANCHES.findall(line):
+        for callee in ([c.strip().lstrip("%") for c in group.split(",")] if group else [single]):
+          if callee:
+            stack.append((callee, True))
+  ops = [op for name in always for op in computations[name]]
+  kernels = sum(op not in _PLUMBING for name in always - fused
+                for op, _, _ in computations[name])
+  return StepCost(
+      kernels=kernels,
+      instructions=len(ops),
+      whiles=sum(op == "while" for op, _, _ in ops),
+      large_selects=sum(op == "select" and _size(shape) >= large for op, shape, _ in ops),
+      conditionals=sum(op == "conditional" for op, _, _ in ops),
+      decision_instructions=sum(len(computations[n]) for n in decision - always))
