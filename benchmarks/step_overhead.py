@@ -12,10 +12,13 @@ run, interleaved round by round so machine noise hits each alike:
 - ``lrjax.window_search(optax.adam, lr)``, whose probes are also reported.
 
 Prints a Markdown table of the median and the best time per step over the rounds, each
-with its ratio to the anchor's median / best.
+with its ratio to the anchor's median / best, and what one update compiles to on the
+path every call runs (``lrjax.bench.hlo``: kernels, while loops, O(params) selects;
+work behind a ``lax.cond`` is paid only at a decision and not counted there).
 
 Usage:
   python benchmarks/step_overhead.py [--params 2097152] [--steps 200] [--rounds 21]
+  # on a GPU: the same command; the header names the backend and the device
 """
 
 from __future__ import annotations
@@ -30,11 +33,20 @@ import jax.numpy as jnp
 import optax
 
 import lrjax
+from lrjax.bench.hlo import per_step_cost
 
 LR = 1e-3
 
 
+def window_search_shape(steps: int) -> tuple[int, int]:
+  """``(window, probe_steps)`` for a scan of ``steps`` updates: one window a scan, 3
+  candidates probing 5% of it each (at least 3 updates a probe, the window long enough)."""
+  probe = max(steps // 20, 3)
+  return max(steps, 3 * probe + 1), probe
+
+
 def variants(window_steps: int):
+  window, probe = window_search_shape(window_steps)
   inject = optax.inject_hyperparams(optax.adam)
   return {
       "optax.adam, constant lr (anchor)": optax.adam(LR),
@@ -48,14 +60,26 @@ def variants(window_steps: int):
       "optax.contrib.reduce_on_plateau": optax.chain(optax.adam(LR),
                                                      optax.contrib.reduce_on_plateau()),
       "optax.inject_hyperparams(adam), constant": inject(learning_rate=LR),
-      "lrjax.window_search": lrjax.window_search(optax.adam, LR, window=window_steps,
-                                                 probe_steps=window_steps // 20),
+      "lrjax.window_search": lrjax.window_search(optax.adam, LR, window=window,
+                                                 probe_steps=probe),
   }
 
 
+def _loss(params):
+  return 0.5 * jnp.mean(params["w"] ** 2) + 0.5 * jnp.mean(params["b"] ** 2)
+
+
+def step_cost(tx, params):
+  """The per-call path of one update (``lrjax.bench.hlo``)."""
+  def step(params, opt_state):
+    loss, grads = jax.value_and_grad(_loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+    return optax.apply_updates(params, updates), opt_state
+  return per_step_cost(step, params, tx.init(params), large=min(params["b"].size, 1024))
+
+
 def make_run(tx, n_params: int, steps: int):
-  def loss_fn(params):
-    return 0.5 * jnp.mean(params["w"] ** 2) + 0.5 * jnp.mean(params["b"] ** 2)
+  loss_fn = _loss
 
   def train(params, opt_state):
     def body(carry, _):
@@ -79,9 +103,10 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=200)
   parser.add_argument("--rounds", type=int, default=21)
   args = parser.parse_args()
-  runs = {}
+  runs, costs = {}, {}
   for name, tx in variants(args.steps).items():
     compiled, params, opt_state = make_run(tx, args.params, args.steps)
+    costs[name] = step_cost(tx, params)
     runs[name] = [compiled, params, opt_state]
   n = sum(x.size for x in jax.tree.leaves(next(iter(runs.values()))[1]))
   times = {name: [] for name in runs}
@@ -96,18 +121,22 @@ def main() -> None:
         times[name].append(elapsed / args.steps)
   anchor = statistics.median(times["optax.adam, constant lr (anchor)"])
   anchor_min = min(times["optax.adam, constant lr (anchor)"])
+  device = jax.devices()[0]
   print(f"# jax {jax.__version__}, optax {optax.__version__}, lrjax {lrjax.__version__}, "
-        f"backend {jax.default_backend()}, {platform.machine()}; {n:,} parameters, "
-        f"{args.steps} steps a scan, median of {args.rounds} interleaved rounds")
-  print("| variant | ms / step (median) | ratio (median) | ms / step (best) | ratio (best) |")
-  print("|---|---:|---:|---:|---:|")
+        f"backend {jax.default_backend()} ({device.device_kind}), {platform.machine()}; "
+        f"{n:,} parameters, {args.steps} steps a scan, median of {args.rounds} interleaved rounds")
+  print("| variant | ms / step (median) | ratio (median) | ms / step (best) | ratio (best) | "
+        "kernels / update | while loops | O(params) selects |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|")
   for name, ts in times.items():
     med, best = statistics.median(ts), min(ts)
+    c = costs[name]
     print(f"| {name} | {1e3 * med:.3f} | {med / anchor:.3f} | {1e3 * best:.3f} | "
-          f"{best / anchor_min:.3f} |")
-  probe = 3 * (args.steps // 20) / args.steps
-  print(f"\nwindow_search: window={args.steps}, probe_steps={args.steps // 20}, 3 candidates: "
-        f"{probe:.0%} of updates are probes whose progress is rolled back.")
+          f"{best / anchor_min:.3f} | {c.kernels} | {c.whiles} | {c.large_selects} |")
+  window, probe = window_search_shape(args.steps)
+  print(f"\nwindow_search: window={window}, probe_steps={probe}, 3 candidates: "
+        f"{3 * probe / window:.0%} of updates are probes whose progress is rolled back "
+        f"(their cost is in its row).")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ import jax
 
 _COMPUTATION = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 _INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+\s*=\s*(.+?)\s+([\w\-]+)\(")
-_PLUMBING = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}
+# Not kernels: buffer plumbing, and the copies XLA's buffer assignment inserts or removes
+# depending on donation and aliasing (they move bytes, but are no work of the update).
+_PLUMBING = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast", "copy"}
 _CALLS = re.compile(r"(?:calls|to_apply|condition|body)=%?([\w.\-]+)")
 _BRANCHES = re.compile(r"(?:branch_computations=\{([^}]*)\}|(?:true|false)_computation="
                        r"%?([\w.\-]+))")
@@ -31,7 +33,7 @@ class StepCost:
 
   Attributes:
     kernels: fusions and unfused computing instructions on every call (on a GPU, each is a
-      kernel launch; parameters, tuples, constants and bitcasts are not counted).
+      kernel launch; parameters, tuples, constants, bitcasts and copies are not counted).
     instructions: HLO instructions executed on every call (inside fusions too).
     whiles: ``while`` loops on that path.
     large_selects: ``select``s whose result has at least ``large`` elements.
@@ -71,9 +73,19 @@ def parse(hlo: str) -> tuple[str, dict[str, list[tuple[str, str, str]]]]:
   return entry, computations
 
 
-def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024) -> StepCost:
-  """Compiles ``jax.jit(fn)(*args)`` and counts its per-call path (see ``StepCost``)."""
-  hlo = jax.jit(fn).lower(*args).compile().as_text()
+def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024,
+                  donate: bool = False) -> StepCost:
+  """Compiles ``jax.jit(fn)(*args)`` and counts its per-call path (see ``StepCost``).
+
+  Args:
+    fn: the function (one training update).
+    *args: example arguments.
+    large: a ``select`` of at least this many elements counts as an O(params) select.
+    donate: donate every argument, as a training step does (state passed through is
+      then aliased, not copied).
+  """
+  jitted = jax.jit(fn, donate_argnums=tuple(range(len(args))) if donate else ())
+  hlo = jitted.lower(*args).compile().as_text()
   entry, computations = parse(hlo)
   always, decision, fused, stack = set(), set(), set(), [(entry, False)]
   while stack:

@@ -117,6 +117,7 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     return owner.step(direction, alpha), HypergradientState(
         **owner.next_fields(state, alpha, finite), inner_state=inner_state,
         hypergradient=jnp.where(finite, h, state.hypergradient),
-        prev_direction=optax.tree.where(finite, direction, state.prev_direction))
+        # A cond, not a select: an ordinary update pays no O(params) choice.
+        prev_direction=jax.lax.cond(finite, lambda: direction, lambda: state.prev_direction))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
