@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import lrjax
+from conftest import assert_same_run
 import reference as ref
 from lrjax.stateful._observe import raw_values
 from test_devices_and_checkpoints import block
@@ -246,8 +247,8 @@ def test_checkpoint_between_observations_resumes_bit_identically(tmp_path):
     for _ in range(STEPS_PER_EPOCH):
       _, state = step(params, state)
     state = lrjax.observe(state, jnp.float32(m))
-  chex.assert_trees_all_equal(state.hyperparams_states, straight.hyperparams_states)
-  chex.assert_trees_all_equal(state.hyperparams, straight.hyperparams)
+  assert_same_run((state.hyperparams_states, state.hyperparams),
+                  (straight.hyperparams_states, straight.hyperparams))
 
 
 def test_bad_signal_is_named():

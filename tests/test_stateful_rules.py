@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import lrjax
+from conftest import assert_same_run
 from stateful_cases import CASE_IDS, CASES, PARAM_LIKE, SCHEDULE_CASES
 from test_devices_and_checkpoints import block
 
@@ -203,7 +204,7 @@ def test_orbax_checkpoint_mid_window_resumes_bit_identically(case, tmp_path):
   template = {"params": p0, "opt_state": tx.init(p0)}
   restored = checkpointer.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
   resumed = _run(tx, restored["params"], restored["opt_state"], noises[17:])
-  chex.assert_trees_all_equal(resumed, straight)
+  assert_same_run(resumed, straight)
 
 
 # ---- the stateful schedules as pytrees -------------------------------------------------

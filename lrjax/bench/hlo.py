@@ -22,6 +22,10 @@ _INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?[\w.\-]+\s*=\s*(.+?)\s+([\w\-]+)\(")
 # Not kernels: buffer plumbing, and the copies XLA's buffer assignment inserts or removes
 # depending on donation and aliasing (they move bytes, but are no work of the update).
 _PLUMBING = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast", "copy"}
+_COLLECTIVES = {"all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all",
+                "all-reduce-start", "all-gather-start", "collective-permute-start"}
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4,
+          "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8}
 _CALLS = re.compile(r"(?:calls|to_apply|condition|body)=%?([\w.\-]+)")
 _BRANCHES = re.compile(r"(?:branch_computations=\{([^}]*)\}|(?:true|false)_computation="
                        r"%?([\w.\-]+))")
@@ -39,6 +43,8 @@ class StepCost:
     large_selects: ``select``s whose result has at least ``large`` elements.
     conditionals: ``conditional``s on that path (decision work behind them is not counted).
     decision_instructions: instructions inside conditional branches (paid only when taken).
+    collectives: cross-device collectives (all-reduce ...) on every call.
+    collective_bytes: the bytes those collectives move, per device.
   """
   kernels: int
   instructions: int
@@ -46,6 +52,15 @@ class StepCost:
   large_selects: int
   conditionals: int
   decision_instructions: int
+  collectives: int = 0
+  collective_bytes: int = 0
+
+
+def _bytes(shape: str) -> int:
+  total = 0
+  for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", shape):
+    total += _BYTES.get(dtype, 4) * math.prod(int(d) for d in dims.split(",") if d)
+  return total
 
 
 def _size(shape: str) -> int:
@@ -113,4 +128,6 @@ def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024,
       whiles=sum(op == "while" for op, _, _ in ops),
       large_selects=sum(op == "select" and _size(shape) >= large for op, shape, _ in ops),
       conditionals=sum(op == "conditional" for op, _, _ in ops),
-      decision_instructions=sum(len(computations[n]) for n in decision - always))
+      decision_instructions=sum(len(computations[n]) for n in decision - always),
+      collectives=sum(op in _COLLECTIVES for op, _, _ in ops),
+      collective_bytes=sum(_bytes(shape) for op, shape, _ in ops if op in _COLLECTIVES))

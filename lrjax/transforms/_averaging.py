@@ -140,10 +140,13 @@ def swa(start_step: int, every: int = 1) -> optax.GradientTransformation:
     n = state.count
     take = (n >= start_step) & ((n - start_step) % every == 0)
     m = state.num_averaged.astype(jnp.float32)
-    averaged = jax.tree.map(lambda a, p: (a + (p - a) / (m + 1)).astype(a.dtype), state.mean, new)
+
+    def average():  # only at a snapshot (a lax.cond): other updates pay no O(params) work
+      return jax.tree.map(lambda a, p: (a + (p - a) / (m + 1)).astype(a.dtype), state.mean, new)
+
     return updates, SwaState(count=increment_if(n),
                              num_averaged=increment_if(state.num_averaged, take),
-                             mean=optax.tree.where(take, averaged, state.mean))
+                             mean=jax.lax.cond(take, average, lambda: state.mean))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -198,13 +201,14 @@ def lawa(k: int, every: int) -> optax.GradientTransformation:
       tot = jnp.where(state.filled == 0, jnp.zeros_like(tot), tot - buf[pos])
       return buf.at[pos].set(p), (tot + p).astype(p.dtype)
 
-    pairs = jax.tree.map(put, state.snapshots, state.total, new)
-    snapshots = jax.tree.map(lambda _, pr: pr[0], new, pairs)
-    total = jax.tree.map(lambda _, pr: pr[1], new, pairs)
+    def snapshot():  # only every ``every`` updates (a lax.cond)
+      pairs = jax.tree.map(put, state.snapshots, state.total, new)
+      return (jax.tree.map(lambda _, pr: pr[0], new, pairs),
+              jax.tree.map(lambda _, pr: pr[1], new, pairs))
+
+    snapshots, total = jax.lax.cond(take, snapshot, lambda: (state.snapshots, state.total))
     return updates, LawaState(
-        count=increment_if(state.count),
-        snapshots=optax.tree.where(take, snapshots, state.snapshots),
-        total=optax.tree.where(take, total, state.total),
+        count=increment_if(state.count), snapshots=snapshots, total=total,
         filled=jnp.where(take, jnp.minimum(state.filled + 1, k), state.filled),
         position=jnp.where(take, (pos + 1) % k, pos).astype(jnp.int32))
 
