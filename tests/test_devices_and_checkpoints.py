@@ -59,4 +59,6 @@ def test_sharded_jit_and_shard_map(name):
   state_map = s_map.init()
   for t in range(200):
     state_map = block(mapped(state_map, jax.device_put(jnp.asarray(losses[t]), batch_sharding)))
-  chex.assert_trees_all_close(state_map, state, rtol=1e-5)
+  # The states carry their schedules, which differ in axis_name only: compare the decisions.
+  chex.assert_trees_all_close(state_map._replace(schedule=None), state._replace(schedule=None),
+                              rtol=1e-5)

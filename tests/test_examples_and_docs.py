@@ -18,6 +18,8 @@ SMOKE_ARGS = {"schedule_sweep.py": ["--steps", "40"], "seed_cnn.py": ["--steps",
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(path, monkeypatch, capsys):
+  if path.name == "seed_keras_cnn.py":
+    pytest.importorskip("keras")  # the optional lrjax[keras] extra (the test extra installs it)
   monkeypatch.setattr(sys, "argv", [str(path), *SMOKE_ARGS.get(path.name, [])])
   runpy.run_path(str(path), run_name="__main__")
   assert capsys.readouterr().out.strip()

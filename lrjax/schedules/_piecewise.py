@@ -21,6 +21,16 @@ def _tolist(x):
   return jnp.asarray(x).tolist()
 
 
+def _check_breakpoints(fn: str, boundaries: Any, values: Any, extra: int) -> None:
+  """``len(values) == len(boundaries) + extra``; boundaries >= 0 and strictly increasing."""
+  if values.shape[0] != boundaries.shape[0] + extra:
+    want = "len(boundaries)" + (f" + {extra}" if extra else "")
+    raise ValueError(f"lrjax.{fn}: values must have {want} = {boundaries.shape[0] + extra} "
+                     f"entries, got {values.shape[0]}")
+  v.non_negative(fn, "boundaries", boundaries)
+  v.increasing(fn, "boundaries", boundaries)
+
+
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class _Breakpoints(Schedule):
   """Values at boundaries, written to a config as plain lists."""
@@ -74,12 +84,7 @@ def piecewise_constant(boundaries: Sequence[ArrayLike],
   fn = "piecewise_constant"
   boundaries = _as_1d(fn, "boundaries", boundaries)
   values = _as_1d(fn, "values", values)
-  if values.shape[0] != boundaries.shape[0] + 1:
-    raise ValueError(
-        f"lrjax.{fn}: values must have len(boundaries) + 1 = {boundaries.shape[0] + 1} "
-        f"entries, got {values.shape[0]}")
-  v.non_negative(fn, "boundaries", boundaries)
-  v.increasing(fn, "boundaries", boundaries)
+  _check_breakpoints(fn, boundaries, values, extra=1)
   return PiecewiseConstant(boundaries, values)
 
 
@@ -131,10 +136,5 @@ def piecewise_linear(boundaries: Sequence[ArrayLike],
   values = _as_1d(fn, "values", values)
   if boundaries.shape[0] == 0:
     raise ValueError(f"lrjax.{fn}: boundaries must have at least one point, got []")
-  if values.shape[0] != boundaries.shape[0]:
-    raise ValueError(
-        f"lrjax.{fn}: values must have len(boundaries) = {boundaries.shape[0]} "
-        f"entries, got {values.shape[0]}")
-  v.non_negative(fn, "boundaries", boundaries)
-  v.increasing(fn, "boundaries", boundaries)
+  _check_breakpoints(fn, boundaries, values, extra=0)
   return PiecewiseLinear(boundaries, values)
