@@ -110,3 +110,12 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch):
   monkeypatch.setattr(builtins, "__import__", fake_import)
   with pytest.raises(ImportError, match=r"pip install 'lrjax\[plot\]'"):
     lrjax.plot_schedules({"a": lrjax.constant(1.0)}, 10)
+
+
+def test_plot_refuses_a_stateful_schedule_in_one_line(tmp_path, capsys):
+  code = cli.main(["plot", "reduce_on_plateau:base=0.1", "-o", str(tmp_path / "x.png")])
+  assert code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["lrjax: error: 'reduce_on_plateau' is a stateful schedule: its learning rate "
+                 "follows the training signal, so it has no curve to plot (try it in lrjax "
+                 "compare)"]
