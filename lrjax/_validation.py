@@ -120,11 +120,19 @@ def _is_schedule_like(value: Any) -> bool:
   return callable(value) or isinstance(value, dict)
 
 
-def checks_finite(fn: Callable) -> Callable:
-  """Decorates a public constructor: every concrete numeric argument is finite.
+def _numeric(annotation: Any) -> bool:
+  """An argument annotated as a number (``ArrayLike``, ``float``, ``int``), not a string."""
+  text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__",
+                                                                 str(annotation))
+  return "str" not in text and any(word in text for word in ("ArrayLike", "float", "int"))
 
-  The one place where non-finite numbers are refused, so each constructor only
-  states its own rules.
+
+def checks_finite(fn: Callable) -> Callable:
+  """Decorates a public constructor: every concrete numeric argument is a finite number.
+
+  The one place where non-finite numbers are refused, and where a string given
+  for a number (``init_value="nan"``, which NumPy would silently parse) is
+  refused, so each constructor only states its own rules.
   """
   signature = inspect.signature(fn)
 
@@ -138,6 +146,8 @@ def checks_finite(fn: Callable) -> Callable:
       param = signature.parameters[name]
       values = value if param.kind is param.VAR_POSITIONAL else (value,)
       for v in values:
+        if isinstance(v, str) and _numeric(param.annotation):
+          fail(fn.__name__, name, "a number, not a string", v)
         if _is_schedule_like(v):
           continue
         arr = concrete(v)

@@ -138,3 +138,21 @@ def test_numpy_and_jax_scalars_are_validated_too():
     lrjax.cosine_decay(1.0, np.int32(0))
   with pytest.raises(ValueError, match="init_value must be finite"):
     lrjax.cosine_decay(jnp.float32(nan), 10)
+
+
+def test_a_string_for_a_number_is_refused_by_every_constructor():
+  """Regression: cosine_decay("nan", 100) reached NumPy, which parsed it: a silent NaN schedule."""
+  import inspect
+  from lrjax._validation import _numeric
+  from lrjax.schedules._base import _PRESETS, _REGISTRY
+  checked = 0
+  for name in sorted(_PRESETS):
+    kwargs = _PRESETS[name](100, 1e-3)
+    params = inspect.signature(_REGISTRY[name]).parameters
+    for arg in [k for k in kwargs if k in params and _numeric(params[k].annotation)]:
+      bad = dict(kwargs, **{arg: "1"})
+      with pytest.raises(ValueError, match=rf"lrjax\.{name}: {arg} must be a number, not a "
+                         rf"string, got {arg}='1'"):
+        lrjax.create(name, **bad)
+      checked += 1
+  assert checked > 40
