@@ -1,6 +1,5 @@
 """lrjax.observe: decisions on a metric fed between updates (a validation loss per epoch)."""
 
-import functools
 
 import chex
 import jax
