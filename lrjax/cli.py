@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any, Optional, Sequence
@@ -102,6 +103,16 @@ def _positive_int(text: str) -> int:
   return value
 
 
+def _positive_float(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+  if not (math.isfinite(value) and value > 0):
+    raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+  return value
+
+
 def _cmd_plot(args) -> int:
   schedules = {}
   for spec in args.specs:
@@ -131,8 +142,6 @@ def _cmd_compare(args) -> int:
   if unknown or not names:
     raise CLIError(f"unknown schedule {', '.join(map(repr, unknown)) or '(none given)'}; "
                    f"known: {', '.join(sorted(known))}")
-  if not args.peak_lr > 0:
-    raise CLIError(f"--peak-lr must be > 0, got {args.peak_lr!r}")
   try:
     os.makedirs(args.out, exist_ok=True)
     probe = os.path.join(args.out, ".lrjax-write-test")
@@ -144,7 +153,7 @@ def _cmd_compare(args) -> int:
   try:
     summary = runner.run(args.task, names, args.steps, args.seeds, args.peak_lr, args.out,
                          args.eval_every, progress=not args.quiet, signal=args.signal)
-  except ImportError as e:
+  except (ImportError, ValueError) as e:
     raise CLIError(str(e)) from None
   print(report.format_table(summary))
   print(f"wrote {args.out}/results.json, results.csv, loss_curves.png, metric_curves.png, "
@@ -177,19 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
   plot.set_defaults(func=_cmd_plot)
   cmp = sub.add_parser(
       "compare", help="train a task under many schedules and compare them",
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
       description="Train a task once per schedule and seed with AdamW, and report which "
       "schedule trains fastest.")
-  cmp.add_argument("--task", default="digits", help="digits (default), regression or charlm")
+  cmp.add_argument("--task", default="digits", help=f"one of {', '.join(tasks.TASKS)}")
   cmp.add_argument("--schedules", default=",".join(runner.DEFAULT_SCHEDULES),
-                   help="comma-separated names (lrjax schedules and optax baselines)")
-  cmp.add_argument("--steps", type=_positive_int, default=500)
-  cmp.add_argument("--seeds", type=_positive_int, default=3)
-  cmp.add_argument("--peak-lr", type=float, default=3e-3)
-  cmp.add_argument("--eval-every", type=_positive_int, default=50)
-  cmp.add_argument("--out", default="lrjax-compare", help="output folder (default lrjax-compare)")
+                   help="comma-separated names, any of: "
+                   + ", ".join(sorted(runner.optimizers(100, 1e-3))))
+  cmp.add_argument("--steps", type=_positive_int, default=500, help="updates per run")
+  cmp.add_argument("--seeds", type=_positive_int, default=3, help="runs per schedule")
+  cmp.add_argument("--peak-lr", type=_positive_float, default=3e-3,
+                   help="the peak (or starting) learning rate every schedule is built with")
+  cmp.add_argument("--eval-every", type=_positive_int, default=50,
+                   help="updates between held-out evaluations")
+  cmp.add_argument("--out", default="lrjax-compare", help="output folder")
   cmp.add_argument("--signal", choices=runner.SIGNALS, default="train",
                    help="what the adaptive schedules decide on: the training loss of every "
-                   "update (train, the default) or the held-out loss at every evaluation (val)")
+                   "update (train) or the held-out loss at every evaluation (val)")
   cmp.add_argument("--quiet", action="store_true", help="no progress bar")
   cmp.set_defaults(func=_cmd_compare)
   lst = sub.add_parser("list", help="list the schedule names")

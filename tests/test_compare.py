@@ -65,7 +65,10 @@ def test_steps_to_target():
     (["--task", "mnist"], "unknown task 'mnist'"),
     (["--schedules", "cosine"], "unknown schedule 'cosine'"),
     (["--steps", "0"], "must be a positive integer"),
-    (["--peak-lr", "-1"], "--peak-lr must be > 0"),
+    (["--peak-lr", "-1"], "argument --peak-lr: must be a finite number > 0, got '-1'"),
+    (["--peak-lr", "inf"], "argument --peak-lr: must be a finite number > 0, got 'inf'"),
+    (["--peak-lr", "nan"], "argument --peak-lr: must be a finite number > 0, got 'nan'"),
+    (["--peak-lr", "abc"], "argument --peak-lr: must be a number, got 'abc'"),
     (["--out", "/proc/no/such"], "cannot write to --out"),
 ])
 def test_bad_input_is_one_line(args, message):
