@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 import lrjax
 from lrjax.bench import report, runner, tasks
+from lrjax.schedules._base import build_preset
 
 
 class CLIError(Exception):
@@ -162,8 +163,19 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_list(args) -> int:
-  for name in lrjax.schedule_names():
-    if name != "function":
+  names = [n for n in lrjax.schedule_names() if n != "function"]
+  built = {n: build_preset(n, 100, 1e-3) for n in names}
+  kinds = {
+      "pure schedules (lrjax plot, lrjax compare, lrjax.create)":
+          [n for n in names if isinstance(built[n], lrjax.Schedule)],
+      "stateful schedules (lrjax compare, lrjax.create)":
+          [n for n in names if not isinstance(built[n], lrjax.Schedule)],
+      "transforms and Optax baselines (lrjax compare)":
+          sorted(set(runner.optimizers(100, 1e-3)) - set(names)),
+  }
+  for title, members in kinds.items():
+    print(f"# {title}")
+    for name in members:
       print(name)
   return 0
 
@@ -205,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "update (train) or the held-out loss at every evaluation (val)")
   cmp.add_argument("--quiet", action="store_true", help="no progress bar")
   cmp.set_defaults(func=_cmd_compare)
-  lst = sub.add_parser("list", help="list the schedule names")
+  lst = sub.add_parser("list", help="list every name, by kind (all are accepted by compare)")
   lst.set_defaults(func=_cmd_list)
   return parser
 

@@ -77,6 +77,11 @@ def test_list_and_version():
   assert result.returncode == 0
   names = result.stdout.split()
   assert "wsd" in names and "one_cycle" in names and "function" not in names
+  # Everything compare accepts is listed, under a kind heading.
+  from lrjax.bench import runner
+  lines = result.stdout.splitlines()
+  assert set(runner.optimizers(100, 1e-3)) <= set(lines)
+  assert lines.index("# stateful schedules (lrjax compare, lrjax.create)") < lines.index("greedy")
   result = run("--version")
   assert result.stdout.strip() == f"lrjax {lrjax.__version__}"
 
