@@ -51,7 +51,11 @@ def collect(node: Any, visit: Visitor) -> list[Any]:
 
 def find_in_state(node: Any, read: Callable[[Any], Any]) -> Any:
   """The first ``read(node)`` that is not None, depth first, or None."""
-  found = collect(node, lambda n: None if read(n) is None else ([read(n)], []))
+  def visit(n):
+    item = read(n)
+    return None if item is None else ([item], [])
+
+  found = collect(node, visit)
   return found[0] if found else None
 
 

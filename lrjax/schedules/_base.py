@@ -98,11 +98,15 @@ class Schedule(Configurable):
     raise NotImplementedError
 
 
-def schedule_class(name: str):
-  """Makes ``cls`` a frozen dataclass pytree whose public constructor is ``name``."""
+def schedule_class(name: str, kw_only: bool = False):
+  """Makes ``cls`` a frozen dataclass pytree whose public constructor is ``name``.
+
+  Fields marked ``static()`` are pytree metadata, every other field a child;
+  ``kw_only`` makes the class constructible by keyword only.
+  """
 
   def wrap(cls):
-    cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+    cls = dataclasses.dataclass(frozen=True, eq=False, repr=False, kw_only=kw_only)(cls)
     cls.name = name
     jax.tree_util.register_dataclass(cls)
     return cls

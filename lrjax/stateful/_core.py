@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from lrjax._numerics import as_float, counter, float_dtype, increment_if, read_value
-from lrjax.schedules._base import Configurable, static
+from lrjax.schedules._base import Configurable, schedule_class, static
 
 SIGNALS = ("update", "observe")
 
@@ -84,20 +84,14 @@ def raised_scale(scale, lr, multiplier, max_value, eps):
 def stateful_class(name: str):
   """Makes ``cls`` a frozen, keyword-only dataclass pytree built by the public ``name``.
 
-  Fields marked ``static()`` (modes, buffer lengths, ``axis_name``) are pytree
-  metadata; every other field (the base schedule, numeric settings) is a
-  child, so ``jit`` takes the object as an argument without retracing when a
-  value changes, ``vmap`` runs a stack of them and ``grad`` reaches a setting.
-  Unflattening never re-validates, so traced and batched leaves are fine.
+  ``schedule_class`` with ``kw_only``: fields marked ``static()`` (modes, buffer
+  lengths, ``axis_name``) are pytree metadata; every other field (the base
+  schedule, numeric settings) is a child, so ``jit`` takes the object as an
+  argument without retracing when a value changes, ``vmap`` runs a stack of them
+  and ``grad`` reaches a setting. Unflattening never re-validates, so traced and
+  batched leaves are fine.
   """
-
-  def wrap(cls):
-    cls = dataclasses.dataclass(frozen=True, eq=False, repr=False, kw_only=True)(cls)
-    cls.name = name
-    jax.tree_util.register_dataclass(cls)
-    return cls
-
-  return wrap
+  return schedule_class(name, kw_only=True)
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False, kw_only=True)
