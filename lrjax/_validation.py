@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import jax
 import numpy as np
@@ -127,13 +127,28 @@ def _numeric(annotation: Any) -> bool:
   return "str" not in text and any(word in text for word in ("ArrayLike", "float", "int"))
 
 
-def checks_finite(fn: Callable) -> Callable:
+# Arguments that hold a learning rate (or a bound on one) wherever they appear,
+# and the other arguments that can never be negative: refused by ``checks_finite``.
+NON_NEGATIVE_ARGS = {
+    **{name: "a learning rate >= 0" for name in (
+        "init_value", "peak_value", "end_value", "base", "base_value", "value", "values",
+        "swa_value", "min_value", "max_value", "learning_rate", "min_lr", "max_lr")},
+    "weight_decay": "a weight decay >= 0",
+}
+
+
+def checks_finite(fn: Optional[Callable] = None, *, data: tuple[str, ...] = ()) -> Any:
   """Decorates a public constructor: every concrete numeric argument is a finite number.
 
-  The one place where non-finite numbers are refused, and where a string given
-  for a number (``init_value="nan"``, which NumPy would silently parse) is
-  refused, so each constructor only states its own rules.
+  The one place where non-finite numbers are refused, where a string given for
+  a number (``init_value="nan"``, which NumPy would silently parse) is refused,
+  and where a negative learning rate (an argument in ``NON_NEGATIVE_ARGS``) is
+  refused, so each constructor only states its own rules. ``data`` names
+  arguments that hold data (parameters, batches), never read here. Usable as
+  ``@checks_finite`` or ``@checks_finite(data=(...))``.
   """
+  if fn is None:
+    return functools.partial(checks_finite, data=data)
   signature = inspect.signature(fn)
 
   @functools.wraps(fn)
@@ -143,6 +158,8 @@ def checks_finite(fn: Callable) -> Callable:
     except TypeError as e:
       raise TypeError(f"lrjax.{fn.__name__}: {e}") from None
     for name, value in bound.arguments.items():
+      if name in data:
+        continue
       param = signature.parameters[name]
       values = value if param.kind is param.VAR_POSITIONAL else (value,)
       for v in values:
@@ -151,8 +168,12 @@ def checks_finite(fn: Callable) -> Callable:
         if _is_schedule_like(v):
           continue
         arr = concrete(v)
-        if arr is not None and arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        if arr is None or arr.dtype.kind not in "fciu":
+          continue
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
           fail(fn.__name__, name, "finite", v)
+        if name in NON_NEGATIVE_ARGS and arr.dtype.kind != "c" and np.any(arr < 0):
+          fail(fn.__name__, name, NON_NEGATIVE_ARGS[name], v)
     return fn(*args, **kwargs)
 
   wrapper.__signature__ = signature  # type: ignore[attr-defined]

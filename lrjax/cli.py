@@ -24,6 +24,16 @@ class CLIError(Exception):
   """A user error: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+  """An ``ArgumentParser`` whose usage errors are one ``lrjax: error: ...`` line, exit 2."""
+
+  def error(self, message):
+    command = self.prog.split()[1:]
+    hint = f"lrjax {command[0]} --help" if command else "lrjax --help"
+    where = f"{command[0]}: " if command else ""
+    self.exit(2, f"lrjax: error: {where}{message} (see {hint})\n")
+
+
 def _split_top_level(text: str) -> list[str]:
   """Splits ``a=1,b=[1,2]`` on the commas outside brackets and quotes."""
   parts, depth, quote, current = [], 0, None, []
@@ -135,14 +145,21 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-  if args.task not in tasks.TASKS:
-    raise CLIError(f"unknown task {args.task!r}; known: {', '.join(tasks.TASKS)}")
+  task_names = [t.strip() for t in args.task.split(",") if t.strip()]
+  unknown_tasks = [t for t in task_names if t not in tasks.TASKS]
+  if unknown_tasks or not task_names:
+    raise CLIError(f"unknown task {', '.join(map(repr, unknown_tasks)) or '(none given)'}; "
+                   f"known: {', '.join(tasks.TASKS)}")
+  if len(set(task_names)) != len(task_names):
+    raise CLIError(f"--task names a task twice: {args.task!r}")
   names = [n.strip() for n in args.schedules.split(",") if n.strip()]
   known = runner.optimizers(args.steps, args.peak_lr)
   unknown = [n for n in names if n not in known]
   if unknown or not names:
     raise CLIError(f"unknown schedule {', '.join(map(repr, unknown)) or '(none given)'}; "
                    f"known: {', '.join(sorted(known))}")
+  if len(set(names)) != len(names):
+    raise CLIError(f"--schedules names a schedule twice: {args.schedules!r}")
   try:
     os.makedirs(args.out, exist_ok=True)
     probe = os.path.join(args.out, ".lrjax-write-test")
@@ -151,14 +168,21 @@ def _cmd_compare(args) -> int:
     os.remove(probe)
   except OSError as e:
     raise CLIError(f"cannot write to --out {args.out!r}: {e.strerror}") from None
-  try:
-    summary = runner.run(args.task, names, args.steps, args.seeds, args.peak_lr, args.out,
-                         args.eval_every, progress=not args.quiet, signal=args.signal)
-  except (ImportError, ValueError) as e:
-    raise CLIError(str(e)) from None
-  print(report.format_table(summary))
-  print(f"wrote {args.out}/results.json, results.csv, loss_curves.png, metric_curves.png, "
-        "lr_curves.png")
+  summaries = []
+  for task_name in task_names:
+    out = args.out if len(task_names) == 1 else os.path.join(args.out, task_name)
+    try:
+      summary = runner.run(task_name, names, args.steps, args.seeds, args.peak_lr, out,
+                           args.eval_every, progress=not args.quiet, signal=args.signal)
+    except (ImportError, ValueError) as e:
+      raise CLIError(str(e)) from None
+    summaries.append(summary)
+    print(report.format_table(summary))
+    print(f"wrote {out}/results.json, results.csv, lr_every_step.csv, loss_curves.png, "
+          "metric_curves.png, lr_curves.png")
+  if len(summaries) > 1:
+    print()
+    print(report.format_scores(summaries))
   return 0
 
 
@@ -181,10 +205,10 @@ def _cmd_list(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog="lrjax", description="Learning-rate schedules for JAX and Optax.")
   parser.add_argument("--version", action="version", version=f"lrjax {lrjax.__version__}")
-  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
   plot = sub.add_parser(
       "plot", help="draw schedules to an image",
       description="Draw schedules to an image. SPEC is name:key=value,... "
@@ -201,13 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
       description="Train a task once per schedule and seed with AdamW, and report which "
       "schedule trains fastest.")
-  cmp.add_argument("--task", default="digits", help=f"one of {', '.join(tasks.TASKS)}")
+  cmp.add_argument("--task", default="digits",
+                   help=f"one of {', '.join(tasks.TASKS)}, or several separated by commas "
+                   "(each in its own folder under --out, then an AlgoPerf-style score)")
   cmp.add_argument("--schedules", default=",".join(runner.DEFAULT_SCHEDULES),
                    help="comma-separated names, any of: "
                    + ", ".join(sorted(runner.optimizers(100, 1e-3))))
-  cmp.add_argument("--steps", type=_positive_int, default=500, help="updates per run")
+  cmp.add_argument("--steps", type=_positive_int, default=300, help="updates per run")
   cmp.add_argument("--seeds", type=_positive_int, default=3, help="runs per schedule")
-  cmp.add_argument("--peak-lr", type=_positive_float, default=3e-3,
+  cmp.add_argument("--peak-lr", type=_positive_float, default=3e-2,
                    help="the peak (or starting) learning rate every schedule is built with")
   cmp.add_argument("--eval-every", type=_positive_int, default=50,
                    help="updates between held-out evaluations")
@@ -226,8 +252,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   if not getattr(args, "command", None):
-    parser.print_usage(sys.stderr)
-    print("lrjax: error: a command is required (compare, plot, list)", file=sys.stderr)
+    print("lrjax: error: a command is required: compare, plot or list (see lrjax --help)",
+          file=sys.stderr)
     return 2
   try:
     return args.func(args)

@@ -124,6 +124,7 @@ def _compiled(loss_fn, optimizer, lrs: tuple, smoothing: float, diverge_factor: 
   return jax.jit(init), jax.jit(step), jax.jit(sweep)
 
 
+@v.checks_finite(data=("params", "batches"))
 def find_lr(loss_fn: Callable[[Any, Any], jax.Array], params: Any, batches: Any,
             optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
             min_lr: float = 1e-7, max_lr: float = 10.0, num_steps: int = 100,

@@ -26,8 +26,10 @@ def _pyplot():
 def line_plot(lines: Mapping[str, tuple[Any, Any]], *, xlabel: str, ylabel: str, title: str,
               path: Optional[str] = None, ax: Any = None, log_x: bool = False,
               log_y: bool = False, styles: Optional[Mapping[str, dict]] = None,
-              vlines: Sequence[tuple[str, float, dict]] = (), legend: str = "below",
-              ncol: int = 1) -> Any:
+              vlines: Sequence[tuple[str, float, dict]] = (),
+              hlines: Sequence[tuple[str, float, dict]] = (),
+              bands: Optional[Mapping[str, tuple[Any, Any, Any]]] = None,
+              note: Optional[str] = None, legend: str = "below", ncol: int = 1) -> Any:
   """Draws ``{label: (x, y)}`` as lines on ``ax`` (a new figure when None); saves it to ``path``.
 
   Args:
@@ -39,6 +41,10 @@ def line_plot(lines: Mapping[str, tuple[Any, Any]], *, xlabel: str, ylabel: str,
     log_x, log_y: logarithmic axes.
     styles: ``{label: matplotlib keyword arguments}`` for some lines.
     vlines: ``(label, x, keyword arguments)`` vertical markers.
+    hlines: ``(label, y, keyword arguments)`` horizontal markers (a target).
+    bands: ``{label: (x, low, high)}``: a shaded band in the colour of that
+      label's line (e.g. the range across seeds).
+    note: a second title line (e.g. what is not drawn, and why).
     legend: ``"below"`` the axes (long labels never hide a curve) or ``"inside"``.
     ncol: legend columns.
 
@@ -51,11 +57,21 @@ def line_plot(lines: Mapping[str, tuple[Any, Any]], *, xlabel: str, ylabel: str,
       matplotlib.use("Agg", force=False)
     _, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
   styles = styles or {}
+  lines = {label: (np.asarray(x), np.asarray(y, dtype=float)) for label, (x, y) in lines.items()}
+  if log_y:  # a log axis draws the positive finite values only (a NaN leaves a gap)
+    lines = {k: (x, np.where(np.isfinite(y) & (y > 0), y, np.nan)) for k, (x, y) in lines.items()}
+    log_y = any(np.any(np.isfinite(y)) for _, y in lines.values())
   for label, (x, y) in lines.items():
-    ax.plot(np.asarray(x), np.asarray(y), label=str(label),
-            **{"linewidth": 1.6, **styles.get(label, {})})
+    (line,) = ax.plot(x, y, label=str(label),
+                      **{"linewidth": 1.6, **styles.get(label, {})})
+    if bands and label in bands:
+      bx, low, high = bands[label]
+      ax.fill_between(np.asarray(bx), np.asarray(low), np.asarray(high),
+                      color=line.get_color(), alpha=0.15, linewidth=0)
   for label, x, style in vlines:
     ax.axvline(x, label=label, **{"linestyle": "--", "linewidth": 1.2, **style})
+  for label, y, style in hlines:
+    ax.axhline(y, label=label, **{"linestyle": ":", "linewidth": 1.2, **style})
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   if log_x:
@@ -68,7 +84,7 @@ def line_plot(lines: Mapping[str, tuple[Any, Any]], *, xlabel: str, ylabel: str,
               frameon=False)
   else:
     ax.legend(loc="upper left", fontsize="small", ncol=ncol)
-  ax.set_title(title)
+  ax.set_title(title if not note else f"{title}\n{note}", fontsize=None if not note else "medium")
   if path is not None:
     ax.figure.savefig(path, bbox_inches="tight")
   return ax

@@ -41,11 +41,15 @@ def test_small_comparison_writes_every_output(tmp_path, capsys):
                    str(tmp_path), "--quiet"])
   assert code == 0
   out = capsys.readouterr().out
-  assert "| schedule |" in out and "wsd" in out and "constant" in out
+  assert "| rank | schedule |" in out and "wsd" in out and "constant" in out
   summary = json.loads((tmp_path / "results.json").read_text())
   assert set(summary["schedules"]) == {"constant", "wsd"}
   curves = summary["schedules"]["wsd"]["curves"]
   assert len(curves) == 2 and curves[0]["steps"] == [20, 40]
+  # The rate after every update, not only at evaluations: wsd's warmup is visible.
+  every = np.array(curves[0]["lr_every_step"])
+  assert every.shape == (40,) and every[0] < every[10] and every[-1] < every[20]
+  assert (tmp_path / "lr_every_step.csv").read_text().count("\nwsd,") == 2 * 40
   rows = (tmp_path / "results.csv").read_text().splitlines()
   assert rows[0].startswith("schedule,seed,step") and len(rows) == 1 + 2 * 2 * 2
   for png in ("loss_curves.png", "metric_curves.png", "lr_curves.png"):
@@ -63,6 +67,9 @@ def test_steps_to_target():
 
 @pytest.mark.parametrize("args,message", [
     (["--task", "mnist"], "unknown task 'mnist'"),
+    (["--task", "digits,digits"], "--task names a task twice"),
+    (["--schedules", "wsd,wsd"], "--schedules names a schedule twice"),
+    (["--bogus"], "lrjax: error: unrecognized arguments: --bogus"),
     (["--schedules", "cosine"], "unknown schedule 'cosine'"),
     (["--steps", "0"], "must be a positive integer"),
     (["--peak-lr", "-1"], "argument --peak-lr: must be a finite number > 0, got '-1'"),
@@ -83,3 +90,98 @@ def test_the_schedule_list_comes_from_the_one_registry():
   from lrjax.schedules._base import preset_names
   assert set(preset_names()) == set(lrjax.schedule_names()) - {"function"}
   assert set(preset_names()) <= set(runner.optimizers(100, 1e-3))
+
+
+def _row(finals, diverged=0, hits=None):
+  finals = np.asarray(finals, float)
+  return {"finals": finals.tolist(), "final_metric_mean": float(np.mean(finals)),
+          "final_metric_std": float(np.std(finals)), "diverged_seeds": diverged,
+          "steps_to_target": hits or [None] * len(finals), "wall_time_mean": 1.0}
+
+
+def _summary(rows, higher=True, seeds=3):
+  return {"task": "t", "metric": "accuracy", "target": 0.9, "higher_is_better": higher,
+          "steps": 100, "seeds": seeds, "peak_lr": 0.1, "schedules": rows}
+
+
+def test_overlapping_results_share_a_rank_and_nobody_is_crowned():
+  from lrjax.bench import report
+  rows = {"a": _row([0.90, 0.92, 0.94]), "b": _row([0.91, 0.93, 0.95]),
+          "c": _row([0.50, 0.52, 0.54])}
+  # Two standard errors of a - b: 2 * sqrt(2 * 0.02**2 / 3) = 0.033 > 0.01: a tie.
+  assert report.rank(rows, True) == {"a": 1, "b": 1, "c": 3}
+  assert report.best(rows, True) is None
+  table = report.format_table(_summary(rows))
+  assert "(best)" not in table and "No single best: b, a are within noise" in table
+  assert "| 1 | b |" in table and "| 3 | c |" in table
+
+
+def test_a_clear_winner_is_marked_best_and_lower_is_better_works():
+  from lrjax.bench import report
+  rows = {"a": _row([0.10, 0.11, 0.12]), "b": _row([0.50, 0.51, 0.52]),
+          "c": _row([0.90, 0.91, 0.92])}
+  assert report.rank(rows, False) == {"a": 1, "b": 2, "c": 3}
+  assert report.best(rows, False) == "a"
+  assert "| 1 | a (best) |" in report.format_table(_summary(rows, higher=False))
+
+
+def test_a_diverged_run_is_named_and_ranked_last_even_with_a_good_mean():
+  from lrjax.bench import report
+  rows = {"ok": _row([0.80, 0.81, 0.82]), "boom": _row([0.99, 0.99, 0.99], diverged=1)}
+  table = report.format_table(_summary(rows))
+  lines = table.splitlines()
+  assert lines[3].startswith("| 1 | ok (best) |")
+  assert lines[4].startswith("| — | boom (diverged in 1/3 seeds) |")
+  assert "Diverged (a NaN/inf, or a final held-out loss above the initial one), ranked last: " \
+      "boom." in table
+
+
+def test_one_seed_says_there_is_no_noise_estimate():
+  from lrjax.bench import report
+  table = report.format_table(_summary({"a": _row([0.9]), "b": _row([0.8])}, seeds=1))
+  assert "One seed: no noise estimate" in table
+
+
+def test_train_result_diverged():
+  from lrjax.bench.unroll import TrainResult
+  one = np.ones(2)
+  assert not TrainResult(one, one, one, one, one, 0.0, initial_eval_loss=2.0).diverged
+  assert TrainResult(one, one, 3 * one, one, one, 0.0, initial_eval_loss=2.0).diverged
+  assert TrainResult(one, one, np.array([1, np.nan]), one, one, 0.0, 2.0).diverged
+  assert TrainResult(one, np.array([np.inf, 1]), one, one, one, 0.0, 2.0).diverged
+
+
+def test_profile_score_against_hand_computed_values():
+  from lrjax.bench import report
+  inf = float("inf")
+  # t1: a is fastest (r=1 -> 1), b r=1.5 -> (4-1.5)/3, c r=5 -> 0.
+  # t2: nobody reaches the target: every schedule scores 0 there.
+  # t3: c is fastest, a r=2 -> 2/3, b misses.
+  steps = {"t1": {"a": 100, "b": 150, "c": 500}, "t2": {"a": inf, "b": inf, "c": inf},
+           "t3": {"a": 80, "b": inf, "c": 40}}
+  got = report.profile_score(steps)
+  assert got["a"] == pytest.approx((1 + 0 + 2 / 3) / 3)
+  assert got["b"] == pytest.approx((2.5 / 3) / 3)
+  assert got["c"] == pytest.approx((0 + 0 + 1) / 3)
+  with pytest.raises(ValueError, match="names"):
+    report.profile_score({"t1": {"a": 1}, "t2": {"b": 1}})
+
+
+def test_a_diverging_peak_is_reported_not_crowned(tmp_path):
+  code = cli.main(["compare", "--task", "regression", "--schedules", "constant,wsd",
+                   "--steps", "30", "--seeds", "2", "--eval-every", "10", "--peak-lr", "1e6",
+                   "--out", str(tmp_path), "--quiet"])
+  assert code == 0
+  summary = json.loads((tmp_path / "results.json").read_text())
+  assert summary["schedules"]["constant"]["diverged_seeds"] == 2
+
+
+def test_several_tasks_print_the_algoperf_score(tmp_path, capsys):
+  code = cli.main(["compare", "--task", "regression,digits", "--schedules", "constant,wsd",
+                   "--steps", "20", "--seeds", "1", "--eval-every", "10", "--out",
+                   str(tmp_path), "--quiet"])
+  assert code == 0
+  out = capsys.readouterr().out
+  assert "AlgoPerf-style score over 2 tasks" in out
+  assert (tmp_path / "regression" / "results.json").exists()
+  assert (tmp_path / "digits" / "lr_curves.png").exists()

@@ -156,3 +156,73 @@ def test_a_string_for_a_number_is_refused_by_every_constructor():
         lrjax.create(name, **bad)
       checked += 1
   assert checked > 40
+
+
+def _public_constructors():
+  """Every public constructor with arguments that build it: the registry's presets + the rest."""
+  import optax
+  from lrjax.schedules._base import _PRESETS, _REGISTRY
+  table = {name: (_REGISTRY[name], _PRESETS[name](100, 1e-3)) for name in _PRESETS}
+  table.update({
+      "hypergradient": (lrjax.hypergradient, dict(optimizer_factory=optax.adam, init_value=1e-3,
+                                                  hyper_lr=1e-7)),
+      "window_search": (lrjax.window_search, dict(optimizer_factory=optax.adam, base=1e-3,
+                                                  window=20, probe_steps=4)),
+      "ema_params": (lrjax.ema_params, dict(decay=0.99)),
+      "swa": (lrjax.swa, dict(start_step=10, every=2)),
+      "lawa": (lrjax.lawa, dict(k=2, every=5)),
+      "scheduled_weight_decay": (lrjax.scheduled_weight_decay, dict(weight_decay=1e-4)),
+      "find_lr": (lrjax.find_lr, dict(loss_fn=lambda p, b: jnp.sum(p ** 2), params=jnp.ones(2),
+                                      batches=jnp.ones((5, 1)), min_lr=1e-6, max_lr=1.0,
+                                      num_steps=5, smoothing=0.9, diverge_factor=4.0)),
+  })
+  return table
+
+
+def _numeric_args(factory, kwargs):
+  import inspect
+  from lrjax._validation import NON_NEGATIVE_ARGS, _numeric
+  params = inspect.signature(factory).parameters
+  return [k for k in kwargs if k in params
+          and (_numeric(params[k].annotation) or k in NON_NEGATIVE_ARGS)
+          and not callable(kwargs[k])]
+
+
+PUBLIC = _public_constructors()
+PUBLIC_ARGS = [(name, arg) for name, (f, kw) in sorted(PUBLIC.items())
+               for arg in _numeric_args(f, kw)]
+
+
+def _bad_value(arg):
+  from hypothesis import strategies as st
+  from lrjax._validation import NON_NEGATIVE_ARGS
+  bad = [st.sampled_from([nan, float("inf"), -float("inf"), np.float32(nan), jnp.inf]),
+         st.text(max_size=6), st.sampled_from(["1", "1e-3", "nan", "inf", "abc", ""])]
+  if arg in NON_NEGATIVE_ARGS:
+    bad.append(st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False))
+  return st.one_of(bad)
+
+
+def test_the_property_test_covers_every_constructor_and_many_arguments():
+  # product takes schedules only: no numeric argument to spoil.
+  assert set(lrjax.schedule_names()) - {"function", "product"} <= {n for n, _ in PUBLIC_ARGS}
+  assert len(PUBLIC_ARGS) > 60
+
+
+@pytest.mark.parametrize("name,arg", PUBLIC_ARGS, ids=[f"{n}-{a}" for n, a in PUBLIC_ARGS])
+def test_random_bad_arguments_are_refused_naming_function_argument_and_value(name, arg):
+  """A non-numeric, non-finite or (for a learning rate) negative value: one clear ValueError."""
+  from hypothesis import given, settings, HealthCheck
+
+  factory, kwargs = PUBLIC[name]
+
+  @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+  @given(value=_bad_value(arg))
+  def check(value):
+    with pytest.raises(ValueError) as info:
+      factory(**{**kwargs, arg: value})
+    message = str(info.value)
+    assert message.startswith(f"lrjax.{name}: {arg} must be"), message
+    assert f"got {arg}=" in message, message
+
+  check()

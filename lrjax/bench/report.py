@@ -1,39 +1,208 @@
-"""The report of ``lrjax compare``: the table, JSON, CSV and the curves."""
+"""The report of ``lrjax compare``: honest ranks, the table, JSON, CSV and the curves.
+
+Ranks say only what the seeds support. A schedule's rank is one plus the
+number of schedules whose final metric is better **beyond noise**: their mean
+differs by more than ``2 * sqrt(s_a**2 / n + s_b**2 / n)`` (two standard errors
+of the difference, sample standard deviations over ``n`` seeds; about a 95%
+test). Schedules within noise of each other share a rank, and "(best)" marks a
+schedule only when it beats every other one beyond noise. A run that diverged
+(``TrainResult.diverged``: a NaN or inf, or a final held-out loss above the one
+at initialisation) is named as such and ranked after every schedule that did
+not. With one seed there is no noise estimate, and the table says so.
+
+``profile_score`` is the AlgoPerf score of several tasks: the area under each
+schedule's performance profile of steps-to-target ratios over ``τ ∈ [1, 4]``.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+NOISE_STANDARD_ERRORS = 2.0
+
+
+def _better_beyond_noise(a: dict, b: dict, higher_is_better: bool) -> bool:
+  """Whether row ``a``'s final metric beats row ``b``'s by more than the noise."""
+  diff = a["final_metric_mean"] - b["final_metric_mean"]
+  if not higher_is_better:
+    diff = -diff
+  n_a, n_b = len(a["finals"]), len(b["finals"])
+  if min(n_a, n_b) < 2:
+    return diff > 0
+  se = math.sqrt(np.var(a["finals"], ddof=1) / n_a + np.var(b["finals"], ddof=1) / n_b)
+  return diff > NOISE_STANDARD_ERRORS * se
+
+
+def rank(rows: Mapping[str, dict], higher_is_better: bool) -> dict[str, Optional[int]]:
+  """``{name: rank}``: 1 + the schedules better beyond noise; ``None`` for a diverged row.
+
+  Each row needs ``finals`` (the final metric of every seed),
+  ``final_metric_mean`` and ``diverged_seeds``.
+
+  Example:
+    >>> rows = {"a": {"finals": [0.90, 0.91, 0.92], "diverged_seeds": 0},
+    ...         "b": {"finals": [0.91, 0.92, 0.93], "diverged_seeds": 0},
+    ...         "c": {"finals": [0.50, 0.51, 0.52], "diverged_seeds": 0},
+    ...         "d": {"finals": [0.95, float("nan"), 0.1], "diverged_seeds": 1}}
+    >>> for r in rows.values():
+    ...   r["final_metric_mean"] = float(np.mean(r["finals"]))
+    >>> rank(rows, higher_is_better=True)
+    {'a': 1, 'b': 1, 'c': 3, 'd': None}
+  """
+  alive = {n: r for n, r in rows.items() if not r["diverged_seeds"]}
+  ranks: dict[str, Optional[int]] = {}
+  for name, row in rows.items():
+    if name not in alive:
+      ranks[name] = None
+    else:
+      ranks[name] = 1 + sum(_better_beyond_noise(other, row, higher_is_better)
+                            for o, other in alive.items() if o != name)
+  return ranks
+
+
+def best(rows: Mapping[str, dict], higher_is_better: bool) -> Optional[str]:
+  """The schedule that beats every other one beyond noise, or ``None`` (a tie, or no seeds)."""
+  alive = {n: r for n, r in rows.items() if not r["diverged_seeds"]}
+  for name, row in alive.items():
+    others = [r for o, r in rows.items() if o != name]
+    if others and all(o["diverged_seeds"] or _better_beyond_noise(row, o, higher_is_better)
+                      for o in others):
+      return name
+  return None
+
+
+def _order(summary: dict) -> list[str]:
+  rows = summary["schedules"]
+  ranks = rank(rows, summary["higher_is_better"])
+  sign = -1.0 if summary["higher_is_better"] else 1.0
+
+  def key(name):
+    mean = rows[name]["final_metric_mean"]
+    return (ranks[name] is None, ranks[name] or 0, rows[name]["diverged_seeds"],
+            sign * mean if np.isfinite(mean) else math.inf, name)
+
+  return sorted(rows, key=key)
+
 
 def format_table(summary: dict) -> str:
-  """The Markdown table of a ``runner.run`` summary, best final metric first."""
-  better = max if summary["higher_is_better"] else min
+  """The Markdown table of a ``runner.run`` summary: ranked, ties shared, diverged runs last."""
   rows = summary["schedules"]
-  best = better(rows, key=lambda n: rows[n]["final_metric_mean"])
+  ranks = rank(rows, summary["higher_is_better"])
+  winner = best(rows, summary["higher_is_better"])
   lines = [f"task {summary['task']}: {summary['metric']} after {summary['steps']} steps, "
            f"{summary['seeds']} seed(s), peak lr {summary['peak_lr']:g}; target "
            f"{summary['target']:g}"
            + ("; adaptive schedules decide on the held-out loss"
               if summary.get("signal") == "val" else ""),
-           f"| schedule | final {summary['metric']} (mean ± std) | steps to target | wall s |",
-           "|---|---:|---:|---:|"]
-  for name, row in sorted(rows.items(), key=lambda kv: kv[1]["final_metric_mean"],
-                          reverse=summary["higher_is_better"]):
+           f"| rank | schedule | final {summary['metric']} (mean ± std) | steps to target | "
+           "wall s |",
+           "|---:|---|---:|---:|---:|"]
+  for name in _order(summary):
+    row = rows[name]
     hits = [h for h in row["steps_to_target"] if h is not None]
     reached = (f"{np.mean(hits):.0f} ({len(hits)}/{len(row['steps_to_target'])})"
                if hits else "not reached")
-    mark = " (best)" if name == best else ""
-    lines.append(f"| {name}{mark} | {row['final_metric_mean']:.4f} ± "
+    if ranks[name] is None:
+      label = f"{name} (diverged in {row['diverged_seeds']}/{len(row['finals'])} seeds)"
+      place = "—"
+    else:
+      label = name + (" (best)" if name == winner else "")
+      place = str(ranks[name])
+    lines.append(f"| {place} | {label} | {row['final_metric_mean']:.4f} ± "
                  f"{row['final_metric_std']:.4f} | {reached} | {row['wall_time_mean']:.1f} |")
+  if summary["seeds"] < 2:
+    lines.append("One seed: no noise estimate, so the ranks order the values only; run "
+                 "--seeds 3 or more before trusting a difference.")
+  else:
+    lines.append("Rank = 1 + the schedules better beyond noise (means more than "
+                 f"{NOISE_STANDARD_ERRORS:g} standard errors apart); a shared rank is a tie.")
+  tied = [n for n in _order(summary) if ranks[n] == 1]
+  if winner is None and len(tied) > 1:
+    lines.append(f"No single best: {', '.join(tied)} are within noise of each other.")
+  diverged = [n for n in _order(summary) if ranks[n] is None]
+  if diverged:
+    lines.append(f"Diverged (a NaN/inf, or a final held-out loss above the initial one), ranked "
+                 f"last: {', '.join(diverged)}.")
+  if summary.get("not_in_lr_plot"):
+    lines.append("Not in the LR plot (the optimizer state hides its rate): "
+                 + ", ".join(summary["not_in_lr_plot"]) + ".")
+  return "\n".join(lines)
+
+
+def profile_score(steps: Mapping[str, Mapping[str, float]], tau_max: float = 4.0) -> dict:
+  """The AlgoPerf score: the area under each schedule's performance profile, in [0, 1].
+
+  .. math::
+    r_{s,t} = \\frac{T_{s,t}}{\\min_{s'} T_{s',t}}, \\quad
+    \\rho_s(\\tau) = \\frac{1}{|T|} \\sum_t [r_{s,t} \\le \\tau], \\quad
+    \\text{score}_s = \\frac{1}{\\tau_{max} - 1} \\int_1^{\\tau_{max}} \\rho_s(\\tau)\\, d\\tau
+
+  where ``T`` is the steps to the task's target (``inf`` for a miss: it never
+  counts). The integral of the step function is exact:
+  ``mean_t max(0, τ_max - r) / (τ_max - 1)``.
+
+  Args:
+    steps: ``{task: {schedule: steps to target, inf for a miss}}``; every task
+      names the same schedules.
+    tau_max: the largest ratio that still counts (AlgoPerf: 4).
+
+  Returns:
+    ``{schedule: score}``: 1 is fastest on every task, 0 never within ``tau_max``.
+
+  References:
+    Dahl et al. 2023, "Benchmarking Neural Network Training Algorithms",
+    https://arxiv.org/abs/2306.07179 (section 4.5).
+
+  Example:
+    >>> profile_score({"t1": {"a": 100, "b": 200}, "t2": {"a": float("inf"), "b": 50}})
+    {'a': 0.5, 'b': 0.8333333333333334}
+  """
+  if not steps:
+    raise ValueError("lrjax.bench.report.profile_score: no tasks given")
+  names = sorted(next(iter(steps.values())))
+  area = {n: 0.0 for n in names}
+  for task, row in steps.items():
+    if sorted(row) != names:
+      raise ValueError(f"lrjax.bench.report.profile_score: task {task!r} names "
+                       f"{sorted(row)}, the first task names {names}")
+    fastest = min(row.values())
+    for n in names:
+      ratio = row[n] / fastest if math.isfinite(fastest) and row[n] > 0 else math.inf
+      area[n] += max(0.0, tau_max - ratio) / (tau_max - 1)
+  return {n: area[n] / len(steps) for n in names}
+
+
+def median_steps_to_target(row: dict) -> float:
+  """A schedule's median steps to target over seeds, a miss counting as ``inf``."""
+  if row["diverged_seeds"]:
+    return math.inf
+  return float(np.median([math.inf if h is None else h for h in row["steps_to_target"]]))
+
+
+def format_scores(summaries: Sequence[dict], tau_max: float = 4.0) -> str:
+  """The AlgoPerf-style score table of several ``runner.run`` summaries."""
+  steps = {s["task"]: {n: median_steps_to_target(r) for n, r in s["schedules"].items()}
+           for s in summaries}
+  scores = profile_score(steps, tau_max)
+  lines = [f"AlgoPerf-style score over {len(summaries)} tasks (area under the performance "
+           f"profile of steps-to-target ratios, τ in [1, {tau_max:g}]; a miss counts as ∞)",
+           "| schedule | score | " + " | ".join(f"steps to target: {t}" for t in steps) + " |",
+           "|---|---:|" + "---:|" * len(steps)]
+  for name in sorted(scores, key=lambda n: (-scores[n], n)):
+    cells = [("miss" if not math.isfinite(steps[t][name]) else f"{steps[t][name]:.0f}")
+             for t in steps]
+    lines.append(f"| {name} | {scores[name]:.3f} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
 def write(summary: dict, out: str) -> None:
-  """Writes ``results.json``, ``results.csv`` and the loss / metric / LR plots to ``out``."""
+  """Writes ``results.json``, ``results.csv``, ``lr_every_step.csv`` and the plots to ``out``."""
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(summary, f, indent=1)
@@ -45,18 +214,59 @@ def write(summary: dict, out: str) -> None:
         for k in range(len(c["steps"])):
           w.writerow([name, seed, c["steps"][k], c["train_loss"][k], c["eval_loss"][k],
                       c["metric"][k], c["lrs"][k]])
-  from lrjax.plotting import close, line_plot
-  for key, ylabel, fname, log in (("eval_loss", "held-out loss", "loss_curves.png", True),
-                                  ("metric", summary["metric"], "metric_curves.png", False),
-                                  ("lrs", "learning rate (at each evaluation)", "lr_curves.png",
-                                   True)):
-    lines = {}
+  with open(os.path.join(out, "lr_every_step.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["schedule", "seed", "step", "lr"])
     for name, row in summary["schedules"].items():
-      values = np.mean([c[key] for c in row["curves"]], axis=0)
-      if not np.all(np.isnan(values)):
-        lines[name] = (row["curves"][0]["steps"], values)
-    ax = line_plot(lines, xlabel="step", ylabel=ylabel, log_y=log,
-                   title=f"{summary['task']}: {ylabel} (mean over {summary['seeds']} seed(s))",
-                   styles={name: {"linewidth": 1.5} for name in lines}, ncol=2,
+      for seed, c in enumerate(row["curves"]):
+        for k, lr in enumerate(c["lr_every_step"]):
+          w.writerow([name, seed, k + 1, lr])
+  _plots(summary, out)
+
+
+def _styles(names: Sequence[str]) -> dict[str, dict]:
+  """One colour and dash per schedule, the same in every plot; equal curves stay visible."""
+  colours = [f"C{i}" for i in range(10)]
+  dashes = ["-", "--", "-.", ":"]
+  return {n: {"color": colours[i % 10], "linestyle": dashes[i % 4], "linewidth": 1.6}
+          for i, n in enumerate(names)}
+
+
+def _plots(summary: dict, out: str) -> None:
+  from lrjax.plotting import close, line_plot
+  rows = summary["schedules"]
+  style = _styles(list(rows))
+  seeds = summary["seeds"]
+  band_note = f"mean of {seeds} seeds, band: their range" if seeds > 1 else "one seed"
+  for key, ylabel, fname, log in (("eval_loss", "held-out loss", "loss_curves.png", True),
+                                  ("metric", summary["metric"], "metric_curves.png", False)):
+    lines, bands, styles = {}, {}, {}
+    for name, row in rows.items():
+      values = np.array([c[key] for c in row["curves"]], dtype=float)
+      label = name + (" (diverged)" if row["diverged_seeds"] else "")
+      steps = row["curves"][0]["steps"]
+      lines[label] = (steps, np.mean(values, axis=0))
+      styles[label] = style[name]
+      if seeds > 1:
+        bands[label] = (steps, np.min(values, axis=0), np.max(values, axis=0))
+    hlines = ([(f"target {summary['target']:g}", summary["target"], {"color": "black"})]
+              if key == "metric" else [])
+    ax = line_plot(lines, xlabel="step", ylabel=ylabel, log_y=log, bands=bands, hlines=hlines,
+                   styles=styles,
+                   title=f"{summary['task']}: {ylabel} ({band_note})", ncol=2,
                    path=os.path.join(out, fname))
     close(ax)
+  lines = {}
+  for name, row in rows.items():
+    values = np.array([c["lr_every_step"] for c in row["curves"]], dtype=float)
+    if not np.all(np.isnan(values)):
+      lines[name] = (np.arange(1, values.shape[1] + 1), np.nanmean(values, axis=0))
+  ax = line_plot(lines, xlabel="update", ylabel="learning rate", log_y=True, ncol=2,
+                 styles=style,
+                 title=f"{summary['task']}: learning rate after every update "
+                       f"(mean of {seeds} seed(s))",
+                 path=os.path.join(out, "lr_curves.png"),
+                 note=("not drawn (the state hides its rate): "
+                       + ", ".join(summary["not_in_lr_plot"])
+                       if summary.get("not_in_lr_plot") else None))
+  close(ax)

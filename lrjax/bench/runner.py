@@ -15,6 +15,7 @@ baselines keep deciding on the training loss (see ``lrjax.observe`` for why).
 from __future__ import annotations
 
 import sys
+import time
 from typing import Callable
 
 import numpy as np
@@ -77,19 +78,74 @@ def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str 
   return table
 
 
-def _progress(i: int, total: int, label: str) -> None:
-  width = 30
-  filled = int(width * i / total)
-  sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {i}/{total} {label:<56}")
-  sys.stderr.flush()
-  if i == total:
-    sys.stderr.write("\n")
+class Progress:
+  """Progress over ``total`` runs on stderr: a ``rich`` bar with elapsed time and ETA on a
+  terminal, one plain line per run otherwise (logs, CI), nothing when disabled."""
+
+  def __init__(self, total: int, enabled: bool = True, stream=None):
+    self.total, self.enabled, self.done = total, enabled, 0
+    self.stream = stream if stream is not None else sys.stderr
+    self.start = time.perf_counter()
+    self._bar = None
+    if enabled and self.stream.isatty():
+      try:
+        from rich.console import Console
+        from rich import progress as rp
+      except ImportError:
+        return
+      self._bar = rp.Progress(rp.TextColumn("{task.description:<48}"), rp.BarColumn(),
+                              rp.MofNCompleteColumn(), rp.TextColumn("elapsed"),
+                              rp.TimeElapsedColumn(), rp.TextColumn("ETA"),
+                              rp.TimeRemainingColumn(),
+                              console=Console(file=self.stream), transient=False)
+      self._task = self._bar.add_task("", total=total)
+      self._bar.start()
+
+  def begin(self, label: str) -> None:
+    """Announces the run about to start."""
+    if self._bar is not None:
+      self._bar.update(self._task, description=label)
+
+  def finish(self, label: str) -> None:
+    """Counts one finished run."""
+    self.done += 1
+    if self._bar is not None:
+      self._bar.update(self._task, advance=1)
+      if self.done == self.total:
+        self._bar.update(self._task, description="done")
+        self._bar.stop()
+    elif self.enabled:
+      elapsed = time.perf_counter() - self.start
+      eta = elapsed / self.done * (self.total - self.done)
+      self.stream.write(f"[{self.done}/{self.total}] {label} done; elapsed {elapsed:.0f} s, "
+                        f"ETA {eta:.0f} s\n")
+      self.stream.flush()
 
 
 def steps_to_target(result, target: float, higher_is_better: bool):
   """The first evaluated step whose metric reaches ``target``, or None."""
   hit = result.metric >= target if higher_is_better else result.metric <= target
   return int(result.steps[np.argmax(hit)]) if hit.any() else None
+
+
+def summarize(runs: dict, task) -> dict:
+  """The per-schedule statistics of ``{name: [TrainResult per seed]}`` that the report reads."""
+  rows, hidden = {}, []
+  for name, results in runs.items():
+    finals = np.array([r.metric[-1] for r in results], dtype=float)
+    hits = [steps_to_target(r, task.target, task.higher_is_better) for r in results]
+    rows[name] = {
+        "final_metric_mean": float(finals.mean()), "final_metric_std": float(finals.std()),
+        "finals": finals.tolist(),
+        "diverged_seeds": int(sum(r.diverged for r in results)),
+        "steps_to_target": hits,
+        "wall_time_mean": float(np.mean([r.wall_time for r in results])),
+        "curves": [{**{k: getattr(r, k).tolist() for k in ("steps", "train_loss", "eval_loss",
+                                                             "metric", "lrs", "lr_every_step")},
+                    "initial_eval_loss": r.initial_eval_loss} for r in results]}
+    if all(np.all(np.isnan(r.lr_every_step)) for r in results):
+      hidden.append(name)
+  return {"schedules": rows, "not_in_lr_plot": hidden}
 
 
 def run(task_name: str, names, steps: int, seeds: int, peak: float, out: str,
@@ -99,27 +155,17 @@ def run(task_name: str, names, steps: int, seeds: int, peak: float, out: str,
   evaluations = -(-steps // eval_every)
   table = optimizers(steps, peak, signal=signal, evaluations=evaluations)
   runs = {}
-  total, i = len(names) * seeds, 0
+  bar = Progress(len(names) * seeds, enabled=progress)
   for name in names:
     for seed in range(seeds):
-      if progress:
-        _progress(i, total, f"{task_name}: {name}, seed {seed}")
+      label = f"{task_name}: {name}, seed {seed}"
+      bar.begin(label)
       runs.setdefault(name, []).append(unroll.train(task, table[name](), steps, seed, eval_every,
                                                     observe_eval_loss=signal == "val"))
-      i += 1
-  if progress:
-    _progress(total, total, "done")
+      bar.finish(label)
   summary = {"task": task_name, "metric": task.metric, "target": task.target,
              "higher_is_better": task.higher_is_better, "steps": steps, "seeds": seeds,
              "peak_lr": peak, "signal": signal, "schedules": {}}
-  for name, results in runs.items():
-    finals = np.array([r.metric[-1] for r in results])
-    hits = [steps_to_target(r, task.target, task.higher_is_better) for r in results]
-    summary["schedules"][name] = {
-        "final_metric_mean": float(finals.mean()), "final_metric_std": float(finals.std()),
-        "steps_to_target": hits,
-        "wall_time_mean": float(np.mean([r.wall_time for r in results])),
-        "curves": [{k: getattr(r, k).tolist() for k in ("steps", "train_loss", "eval_loss",
-                                                          "metric", "lrs")} for r in results]}
+  summary.update(summarize(runs, task))
   report.write(summary, out)
   return summary

@@ -39,6 +39,17 @@ class TrainResult:
   metric: np.ndarray
   lrs: np.ndarray
   wall_time: float
+  initial_eval_loss: float = float("nan")  # the held-out loss at initialisation.
+  lr_every_step: Optional[np.ndarray] = None  # the rate after each update, shape=(total,).
+
+  @property
+  def diverged(self) -> bool:
+    """A NaN/inf anywhere, or a final held-out loss above the one at initialisation."""
+    curves = (self.train_loss, self.eval_loss, self.metric)
+    if not all(np.all(np.isfinite(c)) for c in curves):
+      return True
+    return bool(np.isfinite(self.initial_eval_loss)
+                and self.eval_loss[-1] > self.initial_eval_loss)
 
 
 def lr_or_nan(opt_state: Any) -> jax.Array:
@@ -125,27 +136,32 @@ def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 
 
   def run_chunk(params, opt_state, key, n):
     params, opt_state, curves = unroll(task, tx, params, opt_state, key, n)
-    return params, opt_state, jnp.mean(curves.loss), curves.lr[-1]
+    return params, opt_state, jnp.mean(curves.loss), curves.lr
 
   chunk = jax.jit(run_chunk, static_argnums=3)
   evaluate = jax.jit(task.evaluate)
   feed = jax.jit(observe) if observe_eval_loss and has_observer(opt_state) else None
   out = {"steps": [], "train_loss": [], "eval_loss": [], "metric": [], "lrs": []}
+  every_step = []
+  initial_eval_loss = float(evaluate(eval_params(opt_state, params))["loss"])
   start = time.perf_counter()
   done = 0
   while done < steps:
     n = min(eval_every, steps - done)
-    params, opt_state, train_loss, lr = chunk(params, opt_state,
-                                              jax.random.fold_in(data_key, done), n)
+    params, opt_state, train_loss, lrs = chunk(params, opt_state,
+                                               jax.random.fold_in(data_key, done), n)
+    every_step.append(np.asarray(lrs))
     done += n
     ev = evaluate(eval_params(opt_state, params))
     if feed is not None:
       opt_state = feed(opt_state, ev["loss"])
     row = {"steps": done, "train_loss": float(train_loss), "eval_loss": float(ev["loss"]),
-           "metric": float(ev["metric"]), "lrs": float(lr)}
+           "metric": float(ev["metric"]), "lrs": float(every_step[-1][-1])}
     for k, v in row.items():
       out[k].append(v)
     if on_eval is not None:
       on_eval(done, row)
   wall = time.perf_counter() - start
-  return TrainResult(**{k: np.asarray(v) for k, v in out.items()}, wall_time=wall)
+  return TrainResult(**{k: np.asarray(v) for k, v in out.items()}, wall_time=wall,
+                     initial_eval_loss=initial_eval_loss,
+                     lr_every_step=np.concatenate(every_step))

@@ -47,6 +47,7 @@ class LawaState(NamedTuple):
   position: jax.Array
 
 
+@v.checks_finite
 def ema_params(decay: float = 0.999, debias: bool = True) -> optax.GradientTransformation:
   r"""Exponential moving average of the parameters.
 
@@ -98,6 +99,7 @@ def ema_params(decay: float = 0.999, debias: bool = True) -> optax.GradientTrans
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+@v.checks_finite
 def swa(start_step: int, every: int = 1) -> optax.GradientTransformation:
   r"""Stochastic weight averaging: the equal-weight mean of snapshots.
 
@@ -151,6 +153,7 @@ def swa(start_step: int, every: int = 1) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+@v.checks_finite
 def lawa(k: int, every: int) -> optax.GradientTransformation:
   r"""Latest weight averaging: the mean of the latest ``k`` snapshots.
 

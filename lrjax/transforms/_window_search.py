@@ -85,6 +85,7 @@ def forecast(losses: jax.Array, horizon: Any) -> jax.Array:
   return jnp.where(finite, value, jnp.inf)
 
 
+@v.checks_finite
 def window_search(optimizer_factory: Callable[..., optax.GradientTransformation], base: Any,
                   window: int = 500, probe_steps: int = 50,
                   candidates: Sequence[float] = (0.5, 1.0, 2.0),
