@@ -13,7 +13,8 @@ from lrjax.stateful import (ScheduleState, StatefulSchedule, greedy, observe,
                             reduce_on_plateau, window_decay)
 from lrjax.transforms import (as_transform, ema_params, hypergradient, lawa,
                               scheduled_weight_decay, swa, window_search)
-from lrjax._inspection import averaged_params, current_lr
+from lrjax._inspection import averaged_params, current_lr, log_values
+from lrjax.schedules._adapters import get_schedule
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "ScheduleState", "StatefulSchedule", "as_transform", "current_lr", "greedy", "observe",
     "reduce_on_plateau", "window_decay", "window_search", "averaged_params", "ema_params",
     "lawa", "scheduled_weight_decay", "hypergradient", "FindLRResult", "find_lr", "swa", "swa_schedule",
+    "get_schedule", "log_values",
 ]
 
 

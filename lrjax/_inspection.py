@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lrjax._numerics import as_float
 from lrjax.schedules._base import as_schedule
@@ -188,3 +189,80 @@ def averaged_params(opt_state: Any) -> Any:
     return state.mean
   filled = jnp.maximum(state.filled, 1)
   return jax.tree.map(lambda t: (t / filled).astype(t.dtype), state.total)
+
+
+def _logged_parts(node: Any):
+  """``(label, {key: scalar})`` for each state at ``node`` that has values worth logging."""
+  if isinstance(node, ScheduleState):
+    name = getattr(node.schedule, "name", "schedule")
+    return [(name, {"scale": node.scale, "num_nonfinite": node.num_nonfinite,
+                    "count": node.count})], []
+  if isinstance(node, HypergradientState):
+    return [("hypergradient", {"lr": node.lr, "hypergradient": node.hypergradient,
+                               "num_nonfinite": node.num_nonfinite})], [node.inner_state]
+  if isinstance(node, WindowSearchState):
+    return [("window_search", {"lr": node.lr, "multiplier": node.multiplier,
+                               "phase": node.phase, "num_nonfinite": node.num_nonfinite})], \
+        [node.inner_state]
+  hyperparams = getattr(node, "hyperparams", None)
+  if isinstance(hyperparams, dict) and hasattr(node, "inner_state"):
+    scalars = {k: h for k, h in hyperparams.items()
+               if k not in ("learning_rate", "lr") and jnp.ndim(h) <= 1}
+    children = [node.inner_state, getattr(node, "hyperparams_states", None)]
+    return ([("hyperparams", scalars)] if scalars else []), [c for c in children if c is not None]
+  return None
+
+
+def log_values(opt_state: Any, *, schedule: Any = None, prefix: str = "") -> dict[str, float]:
+  """The values worth logging from any optimizer state, as ``{name: float}``.
+
+  For TensorBoard, Weights & Biases or any ``log(dict)`` logger, between
+  steps (it reads the values to the host once: do not call it inside ``jit``).
+  Keys:
+
+  - ``"lr"``: ``current_lr(opt_state, schedule=schedule)``, left out when the
+    state does not hold its rate (a plain ``optax.adam(0.1)`` without ``schedule=``);
+  - ``"<schedule name>/scale"``, ``"/num_nonfinite"``, ``"/count"`` for each lrjax
+    stateful schedule (``"reduce_on_plateau/scale"``; a second one of the same
+    name gets ``"reduce_on_plateau_1/..."``);
+  - ``"hypergradient/..."`` and ``"window_search/..."`` for those transforms;
+  - ``"hyperparams/<name>"`` for the other hyperparameters of
+    ``optax.inject_hyperparams`` (``weight_decay``, ``b1`` ...).
+
+  A replicated state (``pmap``) logs replica 0's values.
+
+  Args:
+    opt_state: an optimizer state.
+    schedule: the rate of an optimizer whose state hides it (see ``current_lr``).
+    prefix: put before every key (``"train/"``).
+
+  Returns:
+    ``{key: float}``.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, lrjax
+    >>> tx = optax.inject_hyperparams(optax.adamw)(
+    ...     learning_rate=lrjax.reduce_on_plateau(0.1), weight_decay=1e-4)
+    >>> state = tx.init(jnp.zeros(2))
+    >>> values = lrjax.log_values(state, prefix="train/")
+    >>> for key in ("train/lr", "train/reduce_on_plateau/scale",
+    ...             "train/reduce_on_plateau/num_nonfinite", "train/hyperparams/weight_decay"):
+    ...   print(key, round(values[key], 6))
+    train/lr 0.1
+    train/reduce_on_plateau/scale 1.0
+    train/reduce_on_plateau/num_nonfinite 0.0
+    train/hyperparams/weight_decay 0.0001
+  """
+  values: dict[str, Any] = {}
+  try:
+    values["lr"] = current_lr(opt_state, schedule=schedule)
+  except ValueError:
+    pass
+  for label, scalars in collect(opt_state, _logged_parts):
+    name, i = label, 0
+    while any(k.startswith(name + "/") for k in values):
+      i += 1
+      name = f"{label}_{i}"
+    values.update({f"{name}/{k}": v for k, v in scalars.items()})
+  host = jax.device_get(values)
+  return {prefix + k: float(np.asarray(v).reshape(-1)[0]) for k, v in host.items()}

@@ -221,3 +221,19 @@ def test_grad_of_a_hyperparameter_through_the_constructor():
   def lr(peak):
     return lrjax.wsd(peak, 10, 10, 10)(25.0)
   assert float(jax.grad(lr)(2.0)) == pytest.approx(1 - np.sqrt(0.5), rel=1e-5)
+
+
+def test_config_and_repr_write_numbers_as_the_user_wrote_them():
+  """float32 storage must not leak into configs: 1e-3, not 0.0010000000474974513."""
+  import jax
+  import json
+  built = [jax.jit(lambda: lrjax.cosine_decay(1e-3, 100, end_value=3e-7))(),
+           lrjax.piecewise_constant([10, 20], [0.1, 0.01, 1e-3]),
+           lrjax.join([lrjax.constant(1e-3), lrjax.linear(1e-3, 1e-5, 10)], [5]),
+           lrjax.reduce_on_plateau(jax.numpy.float32(3e-4), factor=0.3)]
+  for s in built:
+    text = json.dumps(s.to_config()) + repr(s)
+    assert "0000000" not in text and "9999999" not in text, text
+    again = lrjax.from_config(s.to_config())
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jax.numpy.all(a == b)), again, s))
+  assert "values=[0.1, 0.01, 0.001]" in repr(built[1])

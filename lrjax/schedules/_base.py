@@ -185,6 +185,18 @@ def as_schedule(value: Any, fn: str, name: str) -> Schedule:
       f"got {name}={value!r}")
 
 
+def _as_written(value: Any) -> Any:
+  """An array as Python numbers, each low-precision float as its shortest decimal.
+
+  ``float32(1e-3)`` is written ``0.001``, not ``0.0010000000474974513``; it
+  reads back to the same float32.
+  """
+  arr = np.asarray(value)
+  if arr.dtype.kind == "f" and arr.dtype.itemsize < 8:
+    return np.array([float(str(x)) for x in arr.reshape(-1)]).reshape(arr.shape).tolist()
+  return arr.tolist()
+
+
 def _to_json(value: Any, where: str) -> Any:
   if isinstance(value, Schedule):
     return value.to_config()
@@ -195,8 +207,7 @@ def _to_json(value: Any, where: str) -> Any:
   if isinstance(value, jax.core.Tracer):
     raise ValueError(f"lrjax.to_config: {where} holds a traced value; "
                      "call to_config outside jit/vmap/grad")
-  arr = np.asarray(value)
-  return arr.tolist()
+  return _as_written(value)
 
 
 def _repr_value(value: Any) -> str:
@@ -206,7 +217,7 @@ def _repr_value(value: Any) -> str:
     return "[" + ", ".join(_repr_value(v) for v in value) + "]"
   if isinstance(value, (jax.Array, np.ndarray, np.generic)) and not isinstance(
       value, jax.core.Tracer):
-    return repr(np.asarray(value).tolist())
+    return repr(_as_written(value))
   return repr(value)
 
 

@@ -69,7 +69,7 @@ class Join(Schedule):
 
   def config_args(self):
     return {"schedules": self.schedules,
-            "boundaries": jnp.asarray(self.boundaries).tolist()}
+            "boundaries": self.boundaries}
 
   def _piece_value(self, t):
     bounds = as_float(self.boundaries)

@@ -17,10 +17,6 @@ from lrjax.schedules._decay import _as_1d
 ArrayLike = jax.typing.ArrayLike
 
 
-def _tolist(x):
-  return jnp.asarray(x).tolist()
-
-
 def _check_breakpoints(fn: str, boundaries: Any, values: Any, extra: int) -> None:
   """``len(values) == len(boundaries) + extra``; boundaries >= 0 and strictly increasing."""
   if values.shape[0] != boundaries.shape[0] + extra:
@@ -38,7 +34,7 @@ class _Breakpoints(Schedule):
   values: Any
 
   def config_args(self):
-    return {"boundaries": _tolist(self.boundaries), "values": _tolist(self.values)}
+    return {"boundaries": self.boundaries, "values": self.values}
 
 
 @schedule_class("piecewise_constant")
