@@ -1,6 +1,9 @@
 """`flax.nnx.Optimizer` with a stateful lrjax schedule: `update(model, grads, value=loss)`.
 
-  python examples/flax_nnx.py [--steps 300]
+Minibatches of noisy targets: the training loss flattens at the noise floor, and
+`reduce_on_plateau` halves the rate each time it does; every decision is printed.
+
+  python examples/flax_nnx.py [--steps 400]
 """
 
 import argparse
@@ -24,25 +27,37 @@ class MLP(nnx.Module):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=300)
+  parser.add_argument("--steps", type=int, default=400)
   args = parser.parse_args(argv)
-  x = jax.random.normal(jax.random.PRNGKey(0), (256, 4))
-  y = jnp.sin(x[:, 0]) + x[:, 1] ** 2
+  kx, knoise = jax.random.split(jax.random.PRNGKey(0))
+  x = jax.random.normal(kx, (4096, 4))
+  y = jnp.sin(x[:, 0]) + x[:, 1] ** 2 + 0.3 * jax.random.normal(knoise, (4096,))
   model = MLP(nnx.Rngs(0))
   schedule = lrjax.reduce_on_plateau(1e-2, factor=0.5, patience=5, window=10)
   optimizer = nnx.Optimizer(model, optax.inject_hyperparams(optax.adam)(learning_rate=schedule),
                             wrt=nnx.Param)
 
   @nnx.jit
-  def step(model, optimizer):
-    loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
+  def step(model, optimizer, t):
+    idx = jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(1), t), (32,), 0, 4096)
+    xb, yb = x[idx], y[idx]
+    loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(xb) - yb) ** 2))(model)
     optimizer.update(model, grads, value=loss)  # nnx forwards value= to the transformation
     return loss
 
+  lr = float(lrjax.current_lr(optimizer.opt_state))
+  decisions = 0
   for t in range(args.steps):
-    loss = step(model, optimizer)
-    if (t + 1) % max(args.steps // 5, 1) == 0:
-      print(f"step {t + 1:4d}  loss {float(loss):.4f}  lr {float(lrjax.current_lr(optimizer.opt_state)):.2e}")
+    loss = step(model, optimizer, t)
+    new_lr = lrjax.log_values(optimizer.opt_state)["lr"]
+    if new_lr != lr:
+      decisions += 1
+      print(f"step {t + 1:4d}  loss {float(loss):.4f}  reduce_on_plateau: lr {lr:.2e} -> "
+            f"{new_lr:.2e}")
+      lr = new_lr
+    elif (t + 1) % max(args.steps // 5, 1) == 0:
+      print(f"step {t + 1:4d}  loss {float(loss):.4f}  lr {lr:.2e}")
+  print(f"{decisions} decision(s) in {args.steps} steps; final lr {lr:.2e}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ class FindLRResult:
     """Smoothed loss against the learning rate (log x), suggestions marked."""
     from lrjax.plotting import line_plot
     ok = np.isfinite(self.smoothed_losses)
-    marks = [(f"{name}: {lr:.2e}", lr, {"color": color})
+    labels = {"steepest": "steepest descent", "minimum": "minimum / 10", "valley": "valley"}
+    marks = [(f"{labels.get(name, name)}: {lr:.2e}", lr, {"color": color})
              for (name, lr), color in zip(self.suggestions.items(), ("C1", "C2", "C3"))
              if np.isfinite(lr)]
     return line_plot({"loss": (self.lrs[ok], self.losses[ok]),
