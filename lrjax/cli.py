@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--seeds", type=_positive_int, default=3, help="runs per schedule")
   cmp.add_argument("--peak-lr", type=_positive_float, default=3e-2,
                    help="the peak (or starting) learning rate every schedule is built with")
-  cmp.add_argument("--eval-every", type=_positive_int, default=50,
+  cmp.add_argument("--eval-every", type=_positive_int, default=25,
                    help="updates between held-out evaluations")
   cmp.add_argument("--out", default="lrjax-compare", help="output folder")
   cmp.add_argument("--signal", choices=runner.SIGNALS, default="train",

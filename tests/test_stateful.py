@@ -379,7 +379,7 @@ STATEFUL_BAD = [
     (lrjax.reduce_on_plateau, dict(threshold_mode="relative"), "lrjax.reduce_on_plateau: threshold_mode must be one of 'rel' | 'abs', got threshold_mode='relative'"),
     (lrjax.reduce_on_plateau, dict(mode="minimum"), "lrjax.reduce_on_plateau: mode must be one of 'min' | 'max', got mode='minimum'"),
     (lrjax.reduce_on_plateau, dict(cooldown=-2), "lrjax.reduce_on_plateau: cooldown must be an integer >= 0, got cooldown=-2"),
-    (lrjax.reduce_on_plateau, dict(min_value=-1.0), "lrjax.reduce_on_plateau: min_value must be >= 0, got min_value=-1.0"),
+    (lrjax.reduce_on_plateau, dict(min_value=-1.0), "lrjax.reduce_on_plateau: min_value must be a learning rate >= 0, got min_value=-1.0"),
     (lrjax.reduce_on_plateau, dict(eps=float("nan")), "lrjax.reduce_on_plateau: eps must be finite, got eps=nan"),
     (lrjax.reduce_on_plateau, dict(window=0), "lrjax.reduce_on_plateau: window must be an integer >= 1, got window=0"),
     (lrjax.greedy, dict(factor=1.5), "lrjax.greedy: factor must be in (0.0, 1.0), got factor=1.5"),

@@ -1,0 +1,100 @@
+"""The spike guard, written once for every stateful schedule and every LR-owning transform.
+
+A learning rate far too high shows itself within a few updates: the loss shoots
+up or turns NaN. A schedule that decides on a window or a plateau sees it too
+late (it follows a loss that has already blown up). The guard catches it at
+once. With :math:`v_t` the (finite) value of update :math:`t`, its smoothed
+level :math:`e_t = \\beta e_{t-1} + (1 - \\beta) v_t` (:math:`e` starts at the
+first value; :math:`\\beta = 0.9` for per-update losses, 0 for a metric fed by
+``observe``, already an average) and the reference :math:`r_t = \\min e` since
+the last trigger, a **spike** is
+
+.. math::
+  e_t > k\\, r_t \\qquad (r_t > 0)
+
+or ``nonfinite`` non-finite values in a row. On a spike the owner multiplies
+its learning rate by ``cut`` and restarts its decision statistics; the guard
+restarts its reference at the current level, so a loss that keeps climbing
+(another factor :math:`k`) triggers again while one that recovers does not.
+Smoothing makes one bad minibatch (even 10x the typical loss) move
+:math:`e` by less than 2x, far below the default :math:`k = 4`.
+
+Losses that are zero or negative (and ``mode="max"`` metrics) get only the
+non-finite rule. Everything is a few scalar operations per update, in graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lrjax import _validation as v
+from lrjax._numerics import as_float, counter, increment_if
+
+# The smoothing of per-update values (a time constant of 10 updates).
+UPDATE_SMOOTHING = 0.9
+
+GUARD_DEFAULTS = dict(guard=True, guard_factor=4.0, guard_cut=0.1, guard_nonfinite=3)
+
+
+class GuardState(NamedTuple):
+  """The spike guard's state (all scalars).
+
+  Attributes:
+    level: the smoothed value :math:`e_t` (0 before the first finite value).
+    reference: the lowest level since the last trigger, :math:`r_t` (0 before).
+    nonfinite_run: non-finite values in a row (saturating).
+    num_spikes: triggers so far (saturating): the spikes caught.
+  """
+  level: jax.Array  # shape=(), dtype=float32.
+  reference: jax.Array  # shape=(), dtype=float32.
+  nonfinite_run: jax.Array  # shape=(), dtype=int32.
+  num_spikes: jax.Array  # shape=(), dtype=int32.
+
+
+def init_guard() -> GuardState:
+  """The guard's state before any value."""
+  zero = as_float(0.0)
+  return GuardState(level=zero, reference=jnp.zeros_like(zero), nonfinite_run=counter(),
+                    num_spikes=counter())
+
+
+def check_settings(fn: str, factor: Any, cut: Any, nonfinite: Any) -> None:
+  """The guard's settings, checked once for every owner."""
+  v.check(fn, "guard_factor", factor, lambda a: a > 1, "> 1")
+  v.in_range(fn, "guard_cut", cut, 0.0, 1.0, lo_open=False, hi_open=True)
+  v.integer(fn, "guard_nonfinite", nonfinite, 1)
+
+
+def guard_step(state: GuardState, value: jax.Array, finite: jax.Array, *, factor: Any,
+               nonfinite: Any, smoothing: float, spikes: bool = True
+               ) -> tuple[GuardState, jax.Array]:
+  """One value through the guard: ``(next state, triggered)``.
+
+  Args:
+    state: the guard's state.
+    value: the value (ignored where not ``finite``).
+    finite: whether ``value`` is finite.
+    factor: :math:`k`, the spike threshold over the reference.
+    nonfinite: this many non-finite values in a row trigger.
+    smoothing: :math:`\\beta` of the level.
+    spikes: apply the spike rule (False: only the non-finite rule, e.g. for
+      a metric where higher is better).
+  """
+  value = as_float(value)
+  started = state.reference > 0
+  level = jnp.where(started, smoothing * state.level + (1 - smoothing) * value, value)
+  level = jnp.where(finite, level, state.level)
+  run = jnp.where(finite, jnp.zeros_like(state.nonfinite_run),
+                  increment_if(state.nonfinite_run))
+  spike = finite & started & (level > as_float(factor) * state.reference) if spikes else False
+  blowup = run >= nonfinite
+  triggered = jnp.logical_or(spike, blowup)
+  reference = jnp.where(finite, jnp.where(started, jnp.minimum(state.reference, level), level),
+                        state.reference)
+  reference = jnp.where(triggered, jnp.where(finite, level, state.reference), reference)
+  return GuardState(level=level, reference=reference,
+                    nonfinite_run=jnp.where(blowup, jnp.zeros_like(run), run),
+                    num_spikes=increment_if(state.num_spikes, triggered)), triggered
