@@ -173,13 +173,14 @@ def _cmd_compare(args) -> int:
     out = args.out if len(task_names) == 1 else os.path.join(args.out, task_name)
     try:
       summary = runner.run(task_name, names, args.steps, args.seeds, args.peak_lr, out,
-                           args.eval_every, progress=not args.quiet, signal=args.signal)
+                           args.eval_every, progress=not args.quiet, signal=args.signal,
+                           rank_by=args.rank_by)
     except (ImportError, ValueError) as e:
       raise CLIError(str(e)) from None
     summaries.append(summary)
     print(report.format_table(summary))
-    print(f"wrote {out}/results.json, results.csv, lr_every_step.csv, loss_curves.png, "
-          "metric_curves.png, lr_curves.png")
+    print(f"wrote {out}/results.json, results.csv, lr_every_step.csv, train_loss_curves.png, "
+          "loss_curves.png, metric_curves.png, lr_curves.png")
   if len(summaries) > 1:
     print()
     print(report.format_scores(summaries))
@@ -241,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--signal", choices=runner.SIGNALS, default="train",
                    help="what the adaptive schedules decide on: the training loss of every "
                    "update (train) or the held-out loss at every evaluation (val)")
+  cmp.add_argument("--rank-by", choices=runner.RANK_BY, default="train_loss",
+                   help="what ranks the schedules: the final training loss (how well each "
+                   "optimised; the mean over the last --eval-every updates) or the task's "
+                   "held-out metric")
   cmp.add_argument("--quiet", action="store_true", help="no progress bar")
   cmp.set_defaults(func=_cmd_compare)
   lst = sub.add_parser("list", help="list every name, by kind (all are accepted by compare)")

@@ -41,7 +41,8 @@ def test_small_comparison_writes_every_output(tmp_path, capsys):
                    str(tmp_path), "--quiet"])
   assert code == 0
   out = capsys.readouterr().out
-  assert "| rank | schedule |" in out and "wsd" in out and "constant" in out
+  assert "| rank | schedule | final training loss" in out and "wsd" in out
+  assert "Ranked by the final training loss" in out
   summary = json.loads((tmp_path / "results.json").read_text())
   assert set(summary["schedules"]) == {"constant", "wsd"}
   curves = summary["schedules"]["wsd"]["curves"]
@@ -52,7 +53,7 @@ def test_small_comparison_writes_every_output(tmp_path, capsys):
   assert (tmp_path / "lr_every_step.csv").read_text().count("\nwsd,") == 2 * 40
   rows = (tmp_path / "results.csv").read_text().splitlines()
   assert rows[0].startswith("schedule,seed,step") and len(rows) == 1 + 2 * 2 * 2
-  for png in ("loss_curves.png", "metric_curves.png", "lr_curves.png"):
+  for png in ("train_loss_curves.png", "loss_curves.png", "metric_curves.png", "lr_curves.png"):
     assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -94,7 +95,8 @@ def test_the_schedule_list_comes_from_the_one_registry():
 
 def _row(finals, diverged=0, hits=None):
   finals = np.asarray(finals, float)
-  return {"finals": finals.tolist(), "final_metric_mean": float(np.mean(finals)),
+  return {"finals": finals.tolist(), "train_finals": (1 - finals).tolist(),
+          "final_metric_mean": float(np.mean(finals)),
           "final_metric_std": float(np.std(finals)), "diverged_seeds": diverged,
           "steps_to_target": hits or [None] * len(finals), "wall_time_mean": 1.0}
 
@@ -185,3 +187,15 @@ def test_several_tasks_print_the_algoperf_score(tmp_path, capsys):
   assert "AlgoPerf-style score over 2 tasks" in out
   assert (tmp_path / "regression" / "results.json").exists()
   assert (tmp_path / "digits" / "lr_curves.png").exists()
+
+
+def test_rank_by_training_loss_orders_by_the_lowest_final_training_loss():
+  from lrjax.bench import report
+  rows = {"a": _row([0.90, 0.91, 0.92]), "b": _row([0.50, 0.51, 0.52])}
+  rows["a"]["train_finals"] = [0.50, 0.51, 0.52]  # a: better metric, worse training loss
+  rows["b"]["train_finals"] = [0.01, 0.011, 0.012]
+  summary = dict(_summary(rows), rank_by="train_loss")
+  table = report.format_table(summary)
+  assert "| 1 | b (best) |" in table and "| 2 | a |" in table
+  assert "Ranked by the final training loss" in table
+  assert "| 1 | a (best) |" in report.format_table(dict(summary, rank_by="metric"))

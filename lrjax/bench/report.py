@@ -27,31 +27,37 @@ import numpy as np
 NOISE_STANDARD_ERRORS = 2.0
 
 
-def _better_beyond_noise(a: dict, b: dict, higher_is_better: bool) -> bool:
-  """Whether row ``a``'s final metric beats row ``b``'s by more than the noise."""
-  diff = a["final_metric_mean"] - b["final_metric_mean"]
+def _better_beyond_noise(a: dict, b: dict, higher_is_better: bool, key: str) -> bool:
+  """Whether row ``a``'s final values (``a[key]``, one per seed) beat ``b``'s beyond noise."""
+  x, y = np.asarray(a[key], float), np.asarray(b[key], float)
+  diff = x.mean() - y.mean()
   if not higher_is_better:
     diff = -diff
-  n_a, n_b = len(a["finals"]), len(b["finals"])
-  if min(n_a, n_b) < 2:
-    return diff > 0
-  se = math.sqrt(np.var(a["finals"], ddof=1) / n_a + np.var(b["finals"], ddof=1) / n_b)
-  return diff > NOISE_STANDARD_ERRORS * se
+  if min(len(x), len(y)) < 2:
+    return bool(diff > 0)
+  se = math.sqrt(np.var(x, ddof=1) / len(x) + np.var(y, ddof=1) / len(y))
+  return bool(diff > NOISE_STANDARD_ERRORS * se)
 
 
-def rank(rows: Mapping[str, dict], higher_is_better: bool) -> dict[str, Optional[int]]:
+def criterion(summary: dict) -> tuple[str, bool, str]:
+  """What ranks the rows: ``(row key, higher is better, label)``."""
+  if summary.get("rank_by", "metric") == "train_loss":
+    return "train_finals", False, "final training loss"
+  return "finals", summary["higher_is_better"], f"final {summary['metric']}"
+
+
+def rank(rows: Mapping[str, dict], higher_is_better: bool,
+         key: str = "finals") -> dict[str, Optional[int]]:
   """``{name: rank}``: 1 + the schedules better beyond noise; ``None`` for a diverged row.
 
-  Each row needs ``finals`` (the final metric of every seed),
-  ``final_metric_mean`` and ``diverged_seeds``.
+  Each row needs ``key`` (the final value of every seed: ``finals`` for the
+  task's metric, ``train_finals`` for the training loss) and ``diverged_seeds``.
 
   Example:
     >>> rows = {"a": {"finals": [0.90, 0.91, 0.92], "diverged_seeds": 0},
     ...         "b": {"finals": [0.91, 0.92, 0.93], "diverged_seeds": 0},
     ...         "c": {"finals": [0.50, 0.51, 0.52], "diverged_seeds": 0},
     ...         "d": {"finals": [0.95, float("nan"), 0.1], "diverged_seeds": 1}}
-    >>> for r in rows.values():
-    ...   r["final_metric_mean"] = float(np.mean(r["finals"]))
     >>> rank(rows, higher_is_better=True)
     {'a': 1, 'b': 1, 'c': 3, 'd': None}
   """
@@ -61,17 +67,18 @@ def rank(rows: Mapping[str, dict], higher_is_better: bool) -> dict[str, Optional
     if name not in alive:
       ranks[name] = None
     else:
-      ranks[name] = 1 + sum(_better_beyond_noise(other, row, higher_is_better)
+      ranks[name] = 1 + sum(_better_beyond_noise(other, row, higher_is_better, key)
                             for o, other in alive.items() if o != name)
   return ranks
 
 
-def best(rows: Mapping[str, dict], higher_is_better: bool) -> Optional[str]:
+def best(rows: Mapping[str, dict], higher_is_better: bool,
+         key: str = "finals") -> Optional[str]:
   """The schedule that beats every other one beyond noise, or ``None`` (a tie, or no seeds)."""
   alive = {n: r for n, r in rows.items() if not r["diverged_seeds"]}
   for name, row in alive.items():
     others = [r for o, r in rows.items() if o != name]
-    if others and all(o["diverged_seeds"] or _better_beyond_noise(row, o, higher_is_better)
+    if others and all(o["diverged_seeds"] or _better_beyond_noise(row, o, higher_is_better, key)
                       for o in others):
       return name
   return None
@@ -79,11 +86,12 @@ def best(rows: Mapping[str, dict], higher_is_better: bool) -> Optional[str]:
 
 def _order(summary: dict) -> list[str]:
   rows = summary["schedules"]
-  ranks = rank(rows, summary["higher_is_better"])
-  sign = -1.0 if summary["higher_is_better"] else 1.0
+  field, higher, _ = criterion(summary)
+  ranks = rank(rows, higher, field)
+  sign = -1.0 if higher else 1.0
 
   def key(name):
-    mean = rows[name]["final_metric_mean"]
+    mean = float(np.mean(rows[name][field]))
     return (ranks[name] is None, ranks[name] or 0, rows[name]["diverged_seeds"],
             sign * mean if np.isfinite(mean) else math.inf, name)
 
@@ -93,35 +101,39 @@ def _order(summary: dict) -> list[str]:
 def format_table(summary: dict) -> str:
   """The Markdown table of a ``runner.run`` summary: ranked, ties shared, diverged runs last."""
   rows = summary["schedules"]
-  ranks = rank(rows, summary["higher_is_better"])
-  winner = best(rows, summary["higher_is_better"])
+  field, higher, label = criterion(summary)
+  ranks = rank(rows, higher, field)
+  winner = best(rows, higher, field)
   lines = [f"task {summary['task']}: {summary['metric']} after {summary['steps']} steps, "
            f"{summary['seeds']} seed(s), peak lr {summary['peak_lr']:g}; target "
            f"{summary['target']:g}"
            + ("; adaptive schedules decide on the held-out loss"
               if summary.get("signal") == "val" else ""),
-           f"| rank | schedule | final {summary['metric']} (mean ± std) | steps to target | "
-           "wall s |",
-           "|---:|---|---:|---:|---:|"]
+           f"| rank | schedule | final training loss (mean ± std) | final {summary['metric']} "
+           "(mean ± std) | steps to target | wall s |",
+           "|---:|---|---:|---:|---:|---:|"]
   for name in _order(summary):
     row = rows[name]
     hits = [h for h in row["steps_to_target"] if h is not None]
     reached = (f"{np.mean(hits):.0f} ({len(hits)}/{len(row['steps_to_target'])})"
                if hits else "not reached")
     if ranks[name] is None:
-      label = f"{name} (diverged in {row['diverged_seeds']}/{len(row['finals'])} seeds)"
+      name_cell = f"{name} (diverged in {row['diverged_seeds']}/{len(row['finals'])} seeds)"
       place = "—"
     else:
-      label = name + (" (best)" if name == winner else "")
+      name_cell = name + (" (best)" if name == winner else "")
       place = str(ranks[name])
-    lines.append(f"| {place} | {label} | {row['final_metric_mean']:.4f} ± "
-                 f"{row['final_metric_std']:.4f} | {reached} | {row['wall_time_mean']:.1f} |")
+    train = np.asarray(row["train_finals"], float)
+    lines.append(f"| {place} | {name_cell} | {train.mean():.4g} ± {train.std():.2g} | "
+                 f"{row['final_metric_mean']:.4f} ± {row['final_metric_std']:.4f} | {reached} | "
+                 f"{row['wall_time_mean']:.1f} |")
   if summary["seeds"] < 2:
-    lines.append("One seed: no noise estimate, so the ranks order the values only; run "
-                 "--seeds 3 or more before trusting a difference.")
+    lines.append(f"Ranked by the {label}. One seed: no noise estimate, so the ranks order the "
+                 "values only; run --seeds 3 or more before trusting a difference.")
   else:
-    lines.append("Rank = 1 + the schedules better beyond noise (means more than "
-                 f"{NOISE_STANDARD_ERRORS:g} standard errors apart); a shared rank is a tie.")
+    lines.append(f"Ranked by the {label}: rank = 1 + the schedules better beyond noise (means "
+                 f"more than {NOISE_STANDARD_ERRORS:g} standard errors apart); a shared rank is "
+                 "a tie.")
   tied = [n for n in _order(summary) if ranks[n] == 1]
   if winner is None and len(tied) > 1:
     lines.append(f"No single best: {', '.join(tied)} are within noise of each other.")
@@ -238,7 +250,9 @@ def _plots(summary: dict, out: str) -> None:
   style = _styles(list(rows))
   seeds = summary["seeds"]
   band_note = f"mean of {seeds} seeds, band: their range" if seeds > 1 else "one seed"
-  for key, ylabel, fname, log in (("eval_loss", "held-out loss", "loss_curves.png", True),
+  for key, ylabel, fname, log in (("train_loss", "training loss (mean of each chunk)",
+                                   "train_loss_curves.png", True),
+                                  ("eval_loss", "held-out loss", "loss_curves.png", True),
                                   ("metric", summary["metric"], "metric_curves.png", False)):
     lines, bands, styles = {}, {}, {}
     for name, row in rows.items():

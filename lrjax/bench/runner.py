@@ -27,6 +27,7 @@ from lrjax.stateful import StatefulSchedule
 from lrjax.transforms import hypergradient, window_search
 
 SIGNALS = ("train", "val")
+RANK_BY = ("train_loss", "metric")
 
 
 def val_settings(name: str, evaluations: int) -> dict:
@@ -137,6 +138,7 @@ def summarize(runs: dict, task) -> dict:
     rows[name] = {
         "final_metric_mean": float(finals.mean()), "final_metric_std": float(finals.std()),
         "finals": finals.tolist(),
+        "train_finals": [float(r.train_loss[-1]) for r in results],
         "diverged_seeds": int(sum(r.diverged for r in results)),
         "steps_to_target": hits,
         "wall_time_mean": float(np.mean([r.wall_time for r in results])),
@@ -149,7 +151,8 @@ def summarize(runs: dict, task) -> dict:
 
 
 def run(task_name: str, names, steps: int, seeds: int, peak: float, out: str,
-        eval_every: int, progress: bool = True, signal: str = "train") -> dict:
+        eval_every: int, progress: bool = True, signal: str = "train",
+        rank_by: str = "train_loss") -> dict:
   """Trains every (schedule, seed), writes JSON, CSV and PNGs to ``out``, returns the summary."""
   task = tasks.get_task(task_name)
   evaluations = -(-steps // eval_every)
@@ -165,7 +168,7 @@ def run(task_name: str, names, steps: int, seeds: int, peak: float, out: str,
       bar.finish(label)
   summary = {"task": task_name, "metric": task.metric, "target": task.target,
              "higher_is_better": task.higher_is_better, "steps": steps, "seeds": seeds,
-             "peak_lr": peak, "signal": signal, "schedules": {}}
+             "peak_lr": peak, "signal": signal, "rank_by": rank_by, "schedules": {}}
   summary.update(summarize(runs, task))
   report.write(summary, out)
   return summary
