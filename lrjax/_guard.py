@@ -14,8 +14,9 @@ the last trigger, a **spike** is
 
 or ``nonfinite`` non-finite values in a row. On a spike the owner multiplies
 its learning rate by ``cut`` and restarts its decision statistics; the guard
-restarts its reference at the current level, so a loss that keeps climbing
-(another factor :math:`k`) triggers again while one that recovers does not.
+restarts its level and reference at the current value, so a loss that keeps
+climbing (another factor :math:`k`) triggers again while one that recovers does
+not.
 Smoothing makes one bad minibatch (even 10x the typical loss) move
 :math:`e` by less than 2x, far below the default :math:`k = 4`.
 
@@ -29,6 +30,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lrjax import _validation as v
 from lrjax._numerics import as_float, counter, increment_if
@@ -94,7 +96,20 @@ def guard_step(state: GuardState, value: jax.Array, finite: jax.Array, *, factor
   triggered = jnp.logical_or(spike, blowup)
   reference = jnp.where(finite, jnp.where(started, jnp.minimum(state.reference, level), level),
                         state.reference)
-  reference = jnp.where(triggered, jnp.where(finite, level, state.reference), reference)
+  # At a trigger both restart at the raw value: the loss seen next still reflects the old
+  # rate (one update of lag), and a level smoothed over the blow-up would keep rising.
+  level = jnp.where(triggered & finite, value, level)
+  reference = jnp.where(triggered, jnp.where(finite, value, state.reference), reference)
   return GuardState(level=level, reference=reference,
                     nonfinite_run=jnp.where(blowup, jnp.zeros_like(run), run),
                     num_spikes=increment_if(state.num_spikes, triggered)), triggered
+
+
+def guard_args(fn: str, guard: bool, guard_factor: Any, guard_cut: Any,
+               guard_nonfinite: Any) -> dict[str, Any]:
+  """The spike guard's arguments of a public constructor, checked: one place for all."""
+  if not isinstance(guard, (bool, np.bool_)):
+    raise ValueError(f"lrjax.{fn}: guard must be True or False, got guard={guard!r}")
+  check_settings(fn, guard_factor, guard_cut, guard_nonfinite)
+  return dict(guard=bool(guard), guard_factor=guard_factor, guard_cut=guard_cut,
+              guard_nonfinite=int(guard_nonfinite))

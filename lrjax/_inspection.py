@@ -196,10 +196,11 @@ def _logged_parts(node: Any):
   if isinstance(node, ScheduleState):
     name = getattr(node.schedule, "name", "schedule")
     return [(name, {"scale": node.scale, "num_nonfinite": node.num_nonfinite,
-                    "count": node.count})], []
+                    "num_spikes": node.guard.num_spikes, "count": node.count})], []
   if isinstance(node, HypergradientState):
     return [("hypergradient", {"lr": node.lr, "hypergradient": node.hypergradient,
-                               "num_nonfinite": node.num_nonfinite})], [node.inner_state]
+                               "num_nonfinite": node.num_nonfinite,
+                               "num_spikes": node.guard.num_spikes})], [node.inner_state]
   if isinstance(node, WindowSearchState):
     return [("window_search", {"lr": node.lr, "multiplier": node.multiplier,
                                "phase": node.phase, "num_nonfinite": node.num_nonfinite})], \
@@ -222,7 +223,8 @@ def log_values(opt_state: Any, *, schedule: Any = None, prefix: str = "") -> dic
 
   - ``"lr"``: ``current_lr(opt_state, schedule=schedule)``, left out when the
     state does not hold its rate (a plain ``optax.adam(0.1)`` without ``schedule=``);
-  - ``"<schedule name>/scale"``, ``"/num_nonfinite"``, ``"/count"`` for each lrjax
+  - ``"<schedule name>/scale"``, ``"/num_nonfinite"``, ``"/num_spikes"`` (the spike
+    guard's triggers), ``"/count"`` for each lrjax
     stateful schedule (``"reduce_on_plateau/scale"``; a second one of the same
     name gets ``"reduce_on_plateau_1/..."``);
   - ``"hypergradient/..."`` and ``"window_search/..."`` for those transforms;

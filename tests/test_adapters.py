@@ -180,7 +180,8 @@ def test_log_values_reads_every_kind_of_state():
   _, s = hg.update(grads, s, params)
   got = lrjax.log_values(s)
   assert set(got) == {"lr", "hypergradient/lr", "hypergradient/hypergradient",
-                      "hypergradient/num_nonfinite"} and got["lr"] == got["hypergradient/lr"]
+                      "hypergradient/num_nonfinite", "hypergradient/num_spikes"}
+  assert got["lr"] == got["hypergradient/lr"]
 
   plain = optax.adam(0.1).init(params)
   assert lrjax.log_values(plain) == {}

@@ -63,7 +63,8 @@ def test_plateau_noisy_descent_reduces_only_once_it_stalls():
 
 
 def test_plateau_divergence_reduces_every_patience_plus_one():
-  s = lrjax.reduce_on_plateau(1.0, factor=0.1, patience=4)
+  # PyTorch's rule alone: a loss climbing 16x is also a spike, which the guard would cut at once.
+  s = lrjax.reduce_on_plateau(1.0, factor=0.1, patience=4, guard=False)
   values = [1.0] + [1.0 + k for k in range(1, 16)]
   lrs, _ = lr_sequence(s, values)
   want = [1.0] * 6 + [0.1] * 5 + [0.01] * 5
@@ -141,7 +142,7 @@ def test_plateau_matches_pytorch_algorithm(mode, tmode, threshold, patience, coo
     want.append(oracle.lr)
     oracle.step(float(np.float32(m)))
   s = lrjax.reduce_on_plateau(0.3, factor, patience, threshold, tmode, mode, cooldown, min_lr,
-                              eps)
+                              eps, guard=False)  # PyTorch's rule alone
   lrs, _ = scan_lr_sequence(s, metrics)
   np.testing.assert_allclose(lrs, want, rtol=1e-5)
 
@@ -160,7 +161,7 @@ def test_plateau_torch_itself_when_installed():
     for m in vals:
       want.append(opt.param_groups[0]["lr"])
       sched.step(float(np.float32(m)))
-    s = lrjax.reduce_on_plateau(0.2, 0.5, 3, 1e-3, tmode, mode, cooldown, 0.01)
+    s = lrjax.reduce_on_plateau(0.2, 0.5, 3, 1e-3, tmode, mode, cooldown, 0.01, guard=False)
     np.testing.assert_allclose(scan_lr_sequence(s, vals)[0], want, rtol=1e-5)
 
 
@@ -226,7 +227,7 @@ def test_window_decay_decays_only_stalled_windows():
 def test_window_decay_state_is_o_window():
   s = lrjax.window_decay(1.0, window=64)
   leaves = jax.tree.leaves(s.init())
-  assert sum(np.size(x) for x in leaves) < 64 + 16
+  assert sum(np.size(x) for x in leaves) < 64 + 24  # the window, then scalars
 
 
 # ---- shared rules, for every stateful schedule ------------------------------------

@@ -58,4 +58,5 @@ def test_a_scalar_schedule_adds_few_kernels_to_its_optimizer():
   for make in (lambda: lrjax.reduce_on_plateau(0.1), lambda: lrjax.greedy(0.1),
                lambda: lrjax.window_decay(0.1)):
     cost = _cost(optax.inject_hyperparams(optax.sgd)(learning_rate=make()))
-    assert cost.kernels - anchor <= 20, (make(), cost.kernels, anchor)  # 13-17 measured
+    # 13-18 measured without the spike guard, 17-22 with it (guard=True, the default).
+    assert cost.kernels - anchor <= 24, (make(), cost.kernels, anchor)

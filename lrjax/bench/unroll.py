@@ -41,6 +41,7 @@ class TrainResult:
   wall_time: float
   initial_eval_loss: float = float("nan")  # the held-out loss at initialisation.
   lr_every_step: Optional[np.ndarray] = None  # the rate after each update, shape=(total,).
+  opt_state: Any = None  # the optimizer state after the last update.
 
   @property
   def diverged(self) -> bool:
@@ -164,4 +165,4 @@ def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 
   wall = time.perf_counter() - start
   return TrainResult(**{k: np.asarray(v) for k, v in out.items()}, wall_time=wall,
                      initial_eval_loss=initial_eval_loss,
-                     lr_every_step=np.concatenate(every_step))
+                     lr_every_step=np.concatenate(every_step), opt_state=opt_state)

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lrjax import _guard
+from lrjax._guard import GuardState, guard_args, guard_step, init_guard  # noqa: F401
 from lrjax._numerics import as_float, counter, float_dtype, increment_if, read_value
 from lrjax.schedules._base import Configurable, schedule_class, static
 
@@ -42,6 +44,8 @@ class ScheduleState(NamedTuple):
     lr: the learning rate used at the most recent update (the rate at count 0
       before any).
     num_nonfinite: values skipped because they were NaN or infinite (saturating).
+    guard: the spike guard's state (``lrjax._guard``): its ``num_spikes``
+      counts the spikes caught.
     stats: the schedule's own decision statistics (a ``NamedTuple``).
     schedule: the schedule itself, its settings as arrays: the state describes
       how it decides, so ``lrjax.observe`` can make a decision on it wherever it
@@ -51,6 +55,7 @@ class ScheduleState(NamedTuple):
   scale: jax.Array  # shape=(), dtype=float32.
   lr: jax.Array  # shape=(), dtype=float32.
   num_nonfinite: jax.Array  # shape=(), dtype=int32.
+  guard: GuardState  # a few scalars.
   stats: Any
   schedule: Any  # the StatefulSchedule (a pytree; a few scalar leaves).
 
@@ -118,16 +123,31 @@ class StatefulSchedule(Configurable):
     ``lrjax.observe(opt_state, metric)`` whenever a metric is at hand, e.g. the
     validation loss at each epoch's end, as PyTorch's ``scheduler.step(val_loss)``.
 
+  Every stateful schedule carries the spike guard (``lrjax._guard``, on by
+  default): a value whose smoothed level rises above ``guard_factor`` times its
+  lowest level since the last trigger, or ``guard_nonfinite`` non-finite values
+  in a row, multiply the scale by ``guard_cut`` at once and restart the
+  decision statistics. ``guard=False`` turns it off (then the sequence is the
+  reference algorithm's exactly, e.g. PyTorch's ``ReduceLROnPlateau``).
+
   Attributes:
     base: the pure schedule the adaptive scale multiplies.
     axis_name: average the value over this mapped axis so every replica
       decides alike (static).
     signal: ``"update"`` or ``"observe"`` (static), as above.
+    guard: whether the spike guard runs (static).
+    guard_factor: :math:`k` > 1 of the spike rule.
+    guard_cut: the factor in [0, 1) on the scale at a spike.
+    guard_nonfinite: non-finite values in a row that count as a spike.
   """
 
   base: Any
   axis_name: Optional[str] = static(default=None)
   signal: str = static(default="update")
+  guard: bool = static(default=True)
+  guard_factor: Any = _guard.GUARD_DEFAULTS["guard_factor"]
+  guard_cut: Any = _guard.GUARD_DEFAULTS["guard_cut"]
+  guard_nonfinite: Any = _guard.GUARD_DEFAULTS["guard_nonfinite"]
 
   def _bounds(self) -> tuple[Any, Any]:
     """``(min_value, max_value)`` of the learning rate; ``None`` for no bound."""
@@ -135,6 +155,10 @@ class StatefulSchedule(Configurable):
 
   def _init_stats(self) -> Any:
     raise NotImplementedError
+
+  def _guard_spikes(self) -> bool:
+    """Whether the spike rule applies (a schedule of a metric to maximise says no)."""
+    return True
 
   def _decide(self, stats: Any, scale: jax.Array, lr: jax.Array, value: jax.Array):
     """One finite value: returns the new ``(stats, scale)``."""
@@ -154,7 +178,7 @@ class StatefulSchedule(Configurable):
     count = counter()
     scale = jnp.ones([], as_float(0).dtype)
     return ScheduleState(count=count, scale=scale, lr=self._lr(count, scale),
-                         num_nonfinite=counter(), stats=self._init_stats(),
+                         num_nonfinite=counter(), guard=init_guard(), stats=self._init_stats(),
                          schedule=jax.tree.map(_as_array, self))
 
   def __call__(self, state: ScheduleState, **extra_args: Any) -> jax.Array:
@@ -166,12 +190,21 @@ class StatefulSchedule(Configurable):
     """One decision on ``value``, made at the current learning rate; the count is kept.
 
     A NaN or infinite ``value`` leaves the decision statistics and the scale
-    untouched and is counted in ``num_nonfinite``.
+    untouched and is counted in ``num_nonfinite``. Then the spike guard: on a
+    spike the scale is multiplied by ``guard_cut`` and the statistics restart.
     """
     v, finite = read_value(value, self.axis_name, f"lrjax.{self.name}")
     stats, scale = self._decide(state.stats, state.scale, self(state), jnp.where(finite, v, 0))
     stats, scale = optax.tree.where(finite, (stats, scale), (state.stats, state.scale))
-    return state._replace(scale=scale, stats=stats,
+    guard = state.guard
+    if self.guard:
+      guard, spike = guard_step(
+          state.guard, v, finite, factor=self.guard_factor, nonfinite=self.guard_nonfinite,
+          smoothing=_guard.UPDATE_SMOOTHING if self.signal == "update" else 0.0,
+          spikes=self._guard_spikes())
+      stats = optax.tree.where(spike, self._init_stats(), stats)
+      scale = jnp.where(spike, scale * as_float(self.guard_cut), scale)
+    return state._replace(scale=scale, stats=stats, guard=guard,
                           num_nonfinite=increment_if(state.num_nonfinite, ~finite))
 
   def update(self, state: ScheduleState, *, value: Any = None,

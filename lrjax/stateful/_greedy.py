@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from lrjax import _validation as v
 from lrjax._numerics import as_float, counter, increment_if
 from lrjax.schedules._base import as_schedule, public, static
-from lrjax.stateful._core import SIGNALS, StatefulSchedule, raised_scale, reduced_scale, stateful_class
+from lrjax.stateful._core import (SIGNALS, StatefulSchedule, guard_args, raised_scale,
+                                  reduced_scale, stateful_class)
 
 
 class GreedyStats(NamedTuple):
@@ -93,7 +94,9 @@ class Greedy(StatefulSchedule):
 def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 0,
            min_value: float = 0.0, max_value: Optional[float] = None, window: int = 50,
            warmup: int = 0, axis_name: Optional[str] = None, threshold: float = 1e-4,
-           eps: float = 1e-8, signal: str = "update") -> Greedy:
+           eps: float = 1e-8, signal: str = "update", guard: bool = True,
+           guard_factor: float = 4.0, guard_cut: float = 0.1,
+           guard_nonfinite: int = 3) -> Greedy:
   r"""GreedyLR: follow the smoothed loss up on improvement, down on a plateau.
 
   Each update the value enters a rolling window of ``window`` values; their
@@ -122,6 +125,11 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
     axis_name: average the value over this mapped axis.
     signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
       only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
+    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard, on by
+      default: a smoothed value above ``guard_factor`` times its lowest level
+      since the last spike, or ``guard_nonfinite`` non-finite values in a row,
+      multiply the rate by ``guard_cut`` at once and restart the statistics
+      (``lrjax._guard``); ``guard=False`` for the bare rule.
     threshold: absolute improvement margin, >= 0.
     eps: smallest change applied, >= 0.
 
@@ -156,7 +164,8 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
   v.integer(fn, "warmup", warmup, minimum=0)
   v.non_negative(fn, "threshold", threshold)
   v.non_negative(fn, "eps", eps)
-  return Greedy(base=as_schedule(base, fn, "base"), axis_name=axis_name, signal=signal,
+  guarded = guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite)
+  return Greedy(**guarded, base=as_schedule(base, fn, "base"), axis_name=axis_name, signal=signal,
                 factor=factor, patience=int(patience), cooldown=int(cooldown),
                 min_value=min_value, max_value=max_value, window=int(window),
                 warmup=int(warmup), threshold=threshold, eps=eps)

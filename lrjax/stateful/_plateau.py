@@ -11,7 +11,8 @@ import optax
 from lrjax import _validation as v
 from lrjax._numerics import as_float, counter, increment_if
 from lrjax.schedules._base import as_schedule, public, static
-from lrjax.stateful._core import SIGNALS, StatefulSchedule, reduced_scale, stateful_class
+from lrjax.stateful._core import (SIGNALS, StatefulSchedule, guard_args, reduced_scale,
+                                  stateful_class)
 
 
 class PlateauStats(NamedTuple):
@@ -60,6 +61,9 @@ class ReduceOnPlateau(StatefulSchedule):
   eps: Any = 1e-8
   window: Any = 1
 
+  def _guard_spikes(self):
+    return self.mode == "min"  # a metric to maximise has no loss spikes
+
   def _init_stats(self):
     inf = jnp.inf if self.mode == "min" else -jnp.inf
     return PlateauStats(best=as_float(inf), num_bad=counter(), cooldown_counter=counter(),
@@ -94,7 +98,9 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
                       mode: str = "min", cooldown: int = 0, min_value: float = 0.0,
                       eps: float = 1e-8, window: int = 1,
                       axis_name: Optional[str] = None,
-                      signal: str = "update") -> ReduceOnPlateau:
+                      signal: str = "update", guard: bool = True,
+                      guard_factor: float = 4.0, guard_cut: float = 0.1,
+                      guard_nonfinite: int = 3) -> ReduceOnPlateau:
   r"""Reduces the learning rate when a metric stops improving, inside ``jit``.
 
   The learning rate is ``max(base(count) * s, min_value)``, where the scale
@@ -135,6 +141,11 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
     axis_name: average the value over this mapped axis so every replica decides alike.
     signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
       only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
+    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard, on by
+      default: a smoothed value above ``guard_factor`` times its lowest level
+      since the last spike, or ``guard_nonfinite`` non-finite values in a row,
+      multiply the rate by ``guard_cut`` at once and restart the statistics
+      (``lrjax._guard``); ``guard=False`` for the bare rule.
 
   Returns:
     A stateful schedule for ``optax.inject_hyperparams`` (pass ``value=loss``
@@ -166,7 +177,8 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
   v.non_negative(fn, "min_value", min_value)
   v.non_negative(fn, "eps", eps)
   v.integer(fn, "window", window, minimum=1)
-  return ReduceOnPlateau(base=as_schedule(base, fn, "base"), axis_name=axis_name,
+  guarded = guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite)
+  return ReduceOnPlateau(**guarded, base=as_schedule(base, fn, "base"), axis_name=axis_name,
                          signal=signal, factor=factor, patience=int(patience),
                          threshold=threshold,
                          threshold_mode=threshold_mode, mode=mode, cooldown=int(cooldown),

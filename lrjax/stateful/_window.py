@@ -11,7 +11,8 @@ from jax.scipy.special import betainc
 from lrjax import _validation as v
 from lrjax._numerics import as_float, counter
 from lrjax.schedules._base import as_schedule, public, static
-from lrjax.stateful._core import SIGNALS, StatefulSchedule, reduced_scale, stateful_class
+from lrjax.stateful._core import (SIGNALS, StatefulSchedule, guard_args, reduced_scale,
+                                  stateful_class)
 
 
 class WindowStats(NamedTuple):
@@ -103,7 +104,9 @@ class WindowDecay(StatefulSchedule):
 @public(preset=lambda steps, peak: dict(base=peak, window=max(steps // 10, 3)))
 def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance: float = 0.05,
                  min_value: float = 0.0, axis_name: Optional[str] = None,
-                 signal: str = "update") -> WindowDecay:
+                 signal: str = "update", guard: bool = True,
+                 guard_factor: float = 4.0, guard_cut: float = 0.1,
+                 guard_nonfinite: int = 3) -> WindowDecay:
   r"""Decays the learning rate when a window's losses show no significant decrease.
 
   Training runs in windows of ``window`` updates. At the end of each, the
@@ -129,6 +132,11 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
     axis_name: average the value over this mapped axis.
     signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
       only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
+    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard, on by
+      default: a smoothed value above ``guard_factor`` times its lowest level
+      since the last spike, or ``guard_nonfinite`` non-finite values in a row,
+      multiply the rate by ``guard_cut`` at once and restart the statistics
+      (``lrjax._guard``); ``guard=False`` for the bare rule.
 
   Returns:
     A stateful schedule (``optax.schedules.StatefulSchedule``).
@@ -154,6 +162,7 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
   v.in_range(fn, "factor", factor, 0.0, 1.0)
   v.in_range(fn, "significance", significance, 0.0, 1.0)
   v.non_negative(fn, "min_value", min_value)
-  return WindowDecay(base=as_schedule(base, fn, "base"), axis_name=axis_name, signal=signal,
+  guarded = guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite)
+  return WindowDecay(**guarded, base=as_schedule(base, fn, "base"), axis_name=axis_name, signal=signal,
                      window=int(window), factor=factor, significance=significance,
                      min_value=min_value)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from lrjax import _validation as v
+from lrjax._guard import GuardState, guard_args, init_guard
 from lrjax._numerics import all_finite, as_float, device_mean, vdot
 from lrjax.transforms._lr_owner import LROwner
 
@@ -28,6 +29,7 @@ class HypergradientState(NamedTuple):
   lr: jax.Array  # shape=(), dtype=float32.
   num_nonfinite: jax.Array  # shape=(), dtype=int32.
   inner_state: Any
+  guard: GuardState  # the spike guard's scalars; num_spikes counts the spikes caught.
   hypergradient: jax.Array  # shape=(), dtype=float32.
   prev_direction: Any  # like params.
 
@@ -36,7 +38,9 @@ class HypergradientState(NamedTuple):
 def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation], *,
                   init_value: float, hyper_lr: float, multiplicative: bool = False,
                   min_value: float = 0.0, max_value: Optional[float] = None,
-                  axis_name: Optional[str] = None) -> optax.GradientTransformationExtraArgs:
+                  axis_name: Optional[str] = None, guard: bool = True,
+                  guard_factor: float = 4.0, guard_cut: float = 0.1, guard_nonfinite: int = 3,
+                  guard_skip: bool = True) -> optax.GradientTransformationExtraArgs:
   r"""Hypergradient descent on the learning rate (Baydin et al., ICLR 2018).
 
   The inner optimizer built at learning rate 1 gives the direction
@@ -68,6 +72,12 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     min_value: floor of :math:`\alpha`, >= 0.
     max_value: ceiling of :math:`\alpha` (none when ``None``).
     axis_name: average :math:`h_t` over this mapped axis so replicas keep one :math:`\alpha`.
+    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard shared with
+      the stateful schedules (``lrjax._guard``, on by default), on the loss passed
+      as ``update(..., value=loss)`` (without it, on runs of non-finite
+      gradients): a spike multiplies :math:`\alpha` by ``guard_cut`` at once.
+    guard_skip: at a spike also skip this update (its step is 0; the inner
+      optimizer's state still takes the gradient).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``lrjax.current_lr`` reads :math:`\alpha`.
@@ -93,10 +103,14 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
   v.non_negative(fn, "hyper_lr", hyper_lr)
   v.non_negative(fn, "min_value", min_value)
   v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
+  if not isinstance(guard_skip, bool):
+    raise ValueError(f"lrjax.{fn}: guard_skip must be True or False, got "
+                     f"guard_skip={guard_skip!r}")
+  settings = guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite)
 
   def init_fn(params):
     return HypergradientState(**owner.init_fields(params, init_value),
-                              hypergradient=as_float(0.0),
+                              guard=init_guard(), hypergradient=as_float(0.0),
                               prev_direction=jax.tree.map(jnp.zeros_like, params))
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -113,9 +127,13 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     if max_value is not None:
       alpha = jnp.minimum(alpha, max_value)
     alpha = jnp.where(finite, alpha, state.lr)
+    guard_state, spike = owner.spike(state.guard, extra_args.get("value"), finite, settings,
+                                     axis_name)
+    alpha = jnp.where(spike, jnp.maximum(alpha * settings["guard_cut"], min_value), alpha)
+    applied = jnp.where(spike, 0.0, alpha) if guard_skip else alpha
     direction, inner_state = owner.direction(updates, state.inner_state, params, **extra_args)
-    return owner.step(direction, alpha), HypergradientState(
-        **owner.next_fields(state, alpha, finite), inner_state=inner_state,
+    return owner.step(direction, applied), HypergradientState(
+        **owner.next_fields(state, alpha, finite), inner_state=inner_state, guard=guard_state,
         hypergradient=jnp.where(finite, h, state.hypergradient),
         # A cond, not a select: an ordinary update pays no O(params) choice.
         prev_direction=jax.lax.cond(finite, lambda: direction, lambda: state.prev_direction))

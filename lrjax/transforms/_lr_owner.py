@@ -15,8 +15,9 @@ from typing import Any, Callable
 import jax
 import optax
 
+from lrjax import _guard
 from lrjax import _validation as v
-from lrjax._numerics import as_float, counter, increment_if, scale_tree
+from lrjax._numerics import as_float, counter, increment_if, read_value, scale_tree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,26 @@ class LROwner:
   def step(direction: Any, lr: jax.Array) -> Any:
     """The update ``lr * direction``, each leaf keeping its dtype."""
     return scale_tree(direction, lr)
+
+  def spike(self, guard_state: _guard.GuardState, value: Any, grads_finite: jax.Array,
+            settings: dict[str, Any], axis_name: Any) -> tuple[_guard.GuardState, jax.Array]:
+    """The spike guard on this update's loss ``value`` (or, without one, on the gradients).
+
+    Returns the guard's next state and whether it triggered; with
+    ``settings["guard"]`` False nothing moves and it never triggers.
+    """
+    if not settings["guard"]:
+      return guard_state, jax.numpy.bool_(False)
+    if value is None:  # no loss: only runs of non-finite gradients count
+      return _guard.guard_step(guard_state, as_float(0.0), grads_finite,
+                               factor=settings["guard_factor"],
+                               nonfinite=settings["guard_nonfinite"], smoothing=0.0,
+                               spikes=False)
+    loss, finite = read_value(value, axis_name, f"lrjax.{self.fn}")
+    return _guard.guard_step(guard_state, loss, finite & grads_finite,
+                             factor=settings["guard_factor"],
+                             nonfinite=settings["guard_nonfinite"],
+                             smoothing=_guard.UPDATE_SMOOTHING)
 
   @staticmethod
   def next_fields(state: Any, lr: jax.Array, ok: jax.Array) -> dict[str, Any]:

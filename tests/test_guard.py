@@ -1,0 +1,174 @@
+"""The spike guard shared by every stateful schedule and ``hypergradient``.
+
+``reference_guard`` transcribes the rule documented in ``lrjax._guard`` (level,
+reference, non-finite runs), in NumPy; the schedules are checked against it.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lrjax
+
+
+def reference_guard(values, factor=4.0, nonfinite=3, beta=0.9, spikes=True):
+  """Per value: whether the guard triggers (the documented rule, transcribed)."""
+  level = reference = 0.0
+  run = 0
+  out = []
+  for v in values:
+    finite = math.isfinite(v)
+    started = reference > 0
+    if finite:
+      level = beta * level + (1 - beta) * v if started else v
+      run = 0
+    else:
+      run += 1
+    spike = spikes and finite and started and level > factor * reference
+    blowup = run >= nonfinite
+    if finite:
+      reference = min(reference, level) if started else level
+    if spike or blowup:
+      if finite:
+        level = reference = v
+      if blowup:
+        run = 0
+    out.append(spike or blowup)
+  return out
+
+
+def _feed(schedule, values):
+  update = jax.jit(schedule.update)
+  state = schedule.init()
+  scales, lrs = [], []
+  for v in values:
+    lrs.append(float(schedule(state)))
+    state = update(state, value=jnp.float32(v))
+    scales.append(float(state.scale))
+  return np.array(lrs), np.array(scales), state
+
+
+SEQUENCES = {
+    "blowup": [2.0, 1.8, 1.6, 1.5, 1.5, 3.0, 9.0, 40.0, 200.0, 900.0, 1e4, 5e4, 2e5],
+    "one bad minibatch": [1.0] * 10 + [10.0] + [1.0] * 10,
+    "nan run": [1.0, 0.9, float("nan"), float("nan"), float("nan"), 0.9, float("nan"), 0.8],
+    "slow climb": [1.0 + 0.5 * k for k in range(30)],
+    "negative": [-1.0, -2.0, 5.0, 50.0, -3.0],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCES))
+def test_guard_matches_the_transcribed_rule(name):
+  values = SEQUENCES[name]
+  want = np.array(reference_guard(values))
+  # A rule that never decides on its own (huge patience) isolates the guard's cuts.
+  s = lrjax.reduce_on_plateau(1.0, patience=10_000)
+  _, scales, state = _feed(s, values)
+  expected_scales = 0.1 ** np.cumsum(want)
+  np.testing.assert_allclose(scales, expected_scales, rtol=1e-5)
+  assert int(state.guard.num_spikes) == int(want.sum())
+
+
+def test_the_sequences_have_teeth():
+  assert reference_guard(SEQUENCES["blowup"]).count(True) >= 2
+  assert not any(reference_guard(SEQUENCES["one bad minibatch"]))  # 10x once: level < 2x
+  assert reference_guard(SEQUENCES["nan run"]) == [False] * 4 + [True] + [False] * 3
+  assert not any(reference_guard(SEQUENCES["negative"]))
+
+
+def test_a_spike_cuts_at_once_and_restarts_the_statistics():
+  s = lrjax.reduce_on_plateau(1.0, patience=3)
+  values = [1.0, 0.5, 0.4, 0.4, 0.4, 30.0]
+  _, _, before = _feed(s, values[:-1])
+  assert int(before.stats.num_bad) == 2 and float(before.stats.best) == pytest.approx(0.4)
+  after = s.update(before, value=jnp.float32(30.0))  # level 0.1 * 30 + 0.9 * 0.4 > 4 * 0.4
+  assert float(s(after)) == pytest.approx(0.1) and int(after.guard.num_spikes) == 1
+  assert int(after.stats.num_bad) == 0 and float(after.stats.best) == math.inf
+
+
+def test_guard_false_is_the_bare_rule_and_max_mode_has_no_spike_rule():
+  values = SEQUENCES["blowup"]
+  _, scales, state = _feed(lrjax.reduce_on_plateau(1.0, patience=10_000, guard=False), values)
+  assert np.all(scales == 1.0) and int(state.guard.num_spikes) == 0
+  accuracy_up = [0.1, 0.2, 0.5, 0.9, 0.95]  # a metric to maximise rising 9x is no spike
+  _, scales, _ = _feed(lrjax.reduce_on_plateau(1.0, mode="max", patience=10_000), accuracy_up)
+  assert np.all(scales == 1.0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda g: lrjax.reduce_on_plateau(30.0, factor=0.5, patience=5, guard=g),
+    lambda g: lrjax.greedy(30.0, window=5, patience=5, guard=g),
+    lambda g: lrjax.window_decay(30.0, window=10, guard=g),
+], ids=["reduce_on_plateau", "greedy", "window_decay"])
+def test_started_far_too_high_the_guard_saves_the_run(make):
+  """SGD on a quadratic of curvature 1 diverges for lr > 2; these start at 30."""
+  def run(guard):
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=make(guard))
+    params = jnp.linspace(-1.0, 1.0, 8)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+      loss, grads = jax.value_and_grad(lambda p: 0.5 * jnp.sum(p ** 2))(params)
+      updates, state = tx.update(grads, state, params, value=loss)
+      return optax.apply_updates(params, updates), state, loss
+
+    for _ in range(60):
+      params, state, loss = step(params, state)
+    return float(loss), state
+
+  off, _ = run(False)
+  on, state = run(True)
+  assert not off < 1e-3, off  # without the guard the run diverges (huge, inf or NaN)
+  assert on < 1e-3, on
+  assert lrjax.log_values(state)[f"{make(True).name}/num_spikes"] >= 1
+
+
+def test_hypergradient_guard_cuts_alpha_and_skips_the_update():
+  tx = lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=0.0)
+  params = jnp.ones(2)
+  state = tx.init(params)
+  for loss in (1.0, 1.0):
+    updates, state = tx.update(jnp.ones(2), state, params, value=jnp.float32(loss))
+  assert float(state.lr) == pytest.approx(0.1)
+  updates, state = tx.update(jnp.ones(2), state, params, value=jnp.float32(100.0))
+  assert float(state.lr) == pytest.approx(0.01) and int(state.guard.num_spikes) == 1
+  np.testing.assert_array_equal(np.asarray(updates), 0.0)  # the spiking update is skipped
+  updates, state = tx.update(jnp.ones(2), state, params, value=jnp.float32(100.0))
+  np.testing.assert_allclose(np.asarray(updates), -0.01, rtol=1e-6)  # then trains at the cut rate
+
+  keep = lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=0.0, guard_skip=False)
+  s = keep.init(params)
+  _, s = keep.update(jnp.ones(2), s, params, value=jnp.float32(1.0))
+  updates, s = keep.update(jnp.ones(2), s, params, value=jnp.float32(100.0))
+  np.testing.assert_allclose(np.asarray(updates), -0.01, rtol=1e-6)  # cut, not skipped
+
+
+def test_hypergradient_without_a_loss_guards_runs_of_nonfinite_gradients():
+  tx = lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=0.0, guard_nonfinite=2)
+  params = jnp.ones(2)
+  state = tx.init(params)
+  nan = jnp.full(2, jnp.nan)
+  for g in (jnp.ones(2), nan, nan):
+    _, state = tx.update(g, state, params)
+  assert int(state.guard.num_spikes) == 1 and float(state.lr) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(guard_factor=1.0), "guard_factor must be > 1, got guard_factor=1.0"),
+    (dict(guard_cut=1.0), "guard_cut must be in [0.0, 1.0), got guard_cut=1.0"),
+    (dict(guard_cut=-0.1), "guard_cut must be in [0.0, 1.0), got guard_cut=-0.1"),
+    (dict(guard_nonfinite=0), "guard_nonfinite must be an integer >= 1, got guard_nonfinite=0"),
+    (dict(guard="yes"), "guard must be True or False, got guard='yes'"),
+])
+@pytest.mark.parametrize("fn", ["reduce_on_plateau", "greedy", "window_decay", "hypergradient"])
+def test_bad_guard_arguments(fn, kwargs, message):
+  args = dict(optimizer_factory=optax.sgd, init_value=0.1, hyper_lr=0.0) \
+      if fn == "hypergradient" else dict(base=0.1)
+  with pytest.raises(ValueError, match=f"lrjax.{fn}: " + message.replace("[", r"\[")
+                     .replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    getattr(lrjax, fn)(**args, **kwargs)
