@@ -199,3 +199,13 @@ def test_rank_by_training_loss_orders_by_the_lowest_final_training_loss():
   assert "| 1 | b (best) |" in table and "| 2 | a |" in table
   assert "Ranked by the final training loss" in table
   assert "| 1 | a (best) |" in report.format_table(dict(summary, rank_by="metric"))
+
+
+def test_a_wide_spread_that_ranks_above_a_better_mean_is_explained():
+  from lrjax.bench import report
+  rows = {"best": _row([0.95, 0.95, 0.95]), "steady": _row([0.93, 0.93, 0.931]),
+          "noisy": _row([0.99, 0.80, 0.90])}
+  ranks = report.rank(rows, True)
+  assert ranks == {"best": 1, "noisy": 1, "steady": 2}  # noisy: mean 0.897 < steady's 0.930
+  table = report.format_table(_summary(rows))
+  assert "noisy: a better rank on a worse mean than a row below" in table

@@ -134,6 +134,15 @@ def format_table(summary: dict) -> str:
     lines.append(f"Ranked by the {label}: rank = 1 + the schedules better beyond noise (means "
                  f"more than {NOISE_STANDARD_ERRORS:g} standard errors apart); a shared rank is "
                  "a tie.")
+  order = [n for n in _order(summary) if ranks[n] is not None]
+  means = {n: float(np.mean(rows[n][field])) for n in order}
+  inverted = sorted({a for i, a in enumerate(order) for b in order[i + 1:]
+                     if ranks[a] < ranks[b] and (means[b] > means[a] if higher
+                                                 else means[b] < means[a])}, key=order.index)
+  if inverted:
+    lines.append(f"{', '.join(inverted)}: a better rank on a worse mean than a row below, because "
+                 "their seeds spread so widely that they cannot be told from the better rows, "
+                 "while that row is measurably behind.")
   tied = [n for n in _order(summary) if ranks[n] == 1]
   if winner is None and len(tied) > 1:
     lines.append(f"No single best: {', '.join(tied)} are within noise of each other.")
@@ -250,7 +259,7 @@ def _plots(summary: dict, out: str) -> None:
   style = _styles(list(rows))
   seeds = summary["seeds"]
   band_note = f"mean of {seeds} seeds, band: their range" if seeds > 1 else "one seed"
-  for key, ylabel, fname, log in (("train_loss", "training loss (mean of each chunk)",
+  for key, ylabel, fname, log in (("train_loss", "training loss (chunk mean)",
                                    "train_loss_curves.png", True),
                                   ("eval_loss", "held-out loss", "loss_curves.png", True),
                                   ("metric", summary["metric"], "metric_curves.png", False)):
@@ -267,7 +276,7 @@ def _plots(summary: dict, out: str) -> None:
               if key == "metric" else [])
     ax = line_plot(lines, xlabel="step", ylabel=ylabel, log_y=log, bands=bands, hlines=hlines,
                    styles=styles,
-                   title=f"{summary['task']}: {ylabel} ({band_note})", ncol=2,
+                   title=f"{summary['task']}: {ylabel.split(' (')[0]}, {band_note}", ncol=2,
                    path=os.path.join(out, fname))
     close(ax)
   lines = {}
@@ -277,8 +286,8 @@ def _plots(summary: dict, out: str) -> None:
       lines[name] = (np.arange(1, values.shape[1] + 1), np.nanmean(values, axis=0))
   ax = line_plot(lines, xlabel="update", ylabel="learning rate", log_y=True, ncol=2,
                  styles=style,
-                 title=f"{summary['task']}: learning rate after every update "
-                       f"(mean of {seeds} seed(s))",
+                 title=f"{summary['task']}: learning rate after every update, mean of "
+                       f"{seeds} seed(s)",
                  path=os.path.join(out, "lr_curves.png"),
                  note=("not drawn (the state hides its rate): "
                        + ", ".join(summary["not_in_lr_plot"])
