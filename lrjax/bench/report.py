@@ -181,8 +181,9 @@ def profile_score(steps: Mapping[str, Mapping[str, float]], tau_max: float = 4.0
     https://arxiv.org/abs/2306.07179 (section 4.5).
 
   Example:
-    >>> profile_score({"t1": {"a": 100, "b": 200}, "t2": {"a": float("inf"), "b": 50}})
-    {'a': 0.5, 'b': 0.8333333333333334}
+    >>> scores = profile_score({"t1": {"a": 100, "b": 200}, "t2": {"a": float("inf"), "b": 50}})
+    >>> {k: round(v, 4) for k, v in scores.items()}  # a: (1 + 0) / 2, b: (2/3 + 1) / 2
+    {'a': 0.5, 'b': 0.8333}
   """
   if not steps:
     raise ValueError("lrjax.bench.report.profile_score: no tasks given")
