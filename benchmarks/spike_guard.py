@@ -107,12 +107,11 @@ def main() -> None:
           if guard:
             caught.append(spikes_caught(result))
         ratios[guard] = np.array(r)
-      caught = ", ".join(map(str, caught))
       cells = [f"{np.mean(ratios[g]):.3g}, {np.max(ratios[g]):.3g}"
                if np.all(np.isfinite(ratios[g])) else
                f"diverged in {int(np.sum(~np.isfinite(ratios[g])))}/{args.seeds}" for g in
                (False, True)]
-      print(f"| {method} | {cells[0]} | {cells[1]} | {caught} |")
+      print(f"| {method} | {cells[0]} | {cells[1]} | {', '.join(map(str, caught))} |")
       rows.append((name, method, ratios))
     print(f"({time.perf_counter() - t0:.0f} s)")
   for guard in (False, True):

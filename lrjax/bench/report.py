@@ -84,14 +84,13 @@ def best(rows: Mapping[str, dict], higher_is_better: bool,
   return None
 
 
-def _order(summary: dict) -> list[str]:
-  rows = summary["schedules"]
-  field, higher, _ = criterion(summary)
-  ranks = rank(rows, higher, field)
+def _order(rows: Mapping[str, dict], ranks: Mapping[str, Optional[int]],
+           means: Mapping[str, float], higher: bool) -> list[str]:
+  """Table order: by rank, then mean; diverged rows last."""
   sign = -1.0 if higher else 1.0
 
   def key(name):
-    mean = float(np.mean(rows[name][field]))
+    mean = means[name]
     return (ranks[name] is None, ranks[name] or 0, rows[name]["diverged_seeds"],
             sign * mean if np.isfinite(mean) else math.inf, name)
 
@@ -104,6 +103,8 @@ def format_table(summary: dict) -> str:
   field, higher, label = criterion(summary)
   ranks = rank(rows, higher, field)
   winner = best(rows, higher, field)
+  means = {n: float(np.mean(rows[n][field])) for n in rows}
+  order = _order(rows, ranks, means, higher)
   lines = [f"task {summary['task']}: {summary['metric']} after {summary['steps']} steps, "
            f"{summary['seeds']} seed(s), peak lr {summary['peak_lr']:g}; target "
            f"{summary['target']:g}"
@@ -112,7 +113,7 @@ def format_table(summary: dict) -> str:
            f"| rank | schedule | final training loss (mean ± std) | final {summary['metric']} "
            "(mean ± std) | steps to target | wall s |",
            "|---:|---|---:|---:|---:|---:|"]
-  for name in _order(summary):
+  for name in order:
     row = rows[name]
     hits = [h for h in row["steps_to_target"] if h is not None]
     reached = (f"{np.mean(hits):.0f} ({len(hits)}/{len(row['steps_to_target'])})"
@@ -134,19 +135,18 @@ def format_table(summary: dict) -> str:
     lines.append(f"Ranked by the {label}: rank = 1 + the schedules better beyond noise (means "
                  f"more than {NOISE_STANDARD_ERRORS:g} standard errors apart); a shared rank is "
                  "a tie.")
-  order = [n for n in _order(summary) if ranks[n] is not None]
-  means = {n: float(np.mean(rows[n][field])) for n in order}
-  inverted = sorted({a for i, a in enumerate(order) for b in order[i + 1:]
+  ranked = [n for n in order if ranks[n] is not None]
+  inverted = sorted({a for i, a in enumerate(ranked) for b in ranked[i + 1:]
                      if ranks[a] < ranks[b] and (means[b] > means[a] if higher
-                                                 else means[b] < means[a])}, key=order.index)
+                                                 else means[b] < means[a])}, key=ranked.index)
   if inverted:
     lines.append(f"{', '.join(inverted)}: a better rank on a worse mean than a row below, because "
                  "their seeds spread so widely that they cannot be told from the better rows, "
                  "while that row is measurably behind.")
-  tied = [n for n in _order(summary) if ranks[n] == 1]
+  tied = [n for n in order if ranks[n] == 1]
   if winner is None and len(tied) > 1:
     lines.append(f"No single best: {', '.join(tied)} are within noise of each other.")
-  diverged = [n for n in _order(summary) if ranks[n] is None]
+  diverged = [n for n in order if ranks[n] is None]
   if diverged:
     lines.append(f"Diverged (a NaN/inf, or a final held-out loss above the initial one), ranked "
                  f"last: {', '.join(diverged)}.")

@@ -125,11 +125,9 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
     axis_name: average the value over this mapped axis.
     signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
       only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
-    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard, on by
-      default: a smoothed value above ``guard_factor`` times its lowest level
-      since the last spike, or ``guard_nonfinite`` non-finite values in a row,
-      multiply the rate by ``guard_cut`` at once and restart the statistics
-      (``lrjax._guard``); ``guard=False`` for the bare rule.
+    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard shared by
+      every stateful schedule (``StatefulSchedule``; on by default, ``guard=False``
+      for the bare rule).
     threshold: absolute improvement margin, >= 0.
     eps: smallest change applied, >= 0.
 
@@ -158,7 +156,6 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
   v.in_range(fn, "factor", factor, 0.0, 1.0)
   v.integer(fn, "patience", patience, minimum=0)
   v.integer(fn, "cooldown", cooldown, minimum=0)
-  v.non_negative(fn, "min_value", min_value)
   v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
   v.integer(fn, "window", window, minimum=1)
   v.integer(fn, "warmup", warmup, minimum=0)

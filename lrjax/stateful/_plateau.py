@@ -141,11 +141,9 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
     axis_name: average the value over this mapped axis so every replica decides alike.
     signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
       only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
-    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard, on by
-      default: a smoothed value above ``guard_factor`` times its lowest level
-      since the last spike, or ``guard_nonfinite`` non-finite values in a row,
-      multiply the rate by ``guard_cut`` at once and restart the statistics
-      (``lrjax._guard``); ``guard=False`` for the bare rule.
+    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard shared by
+      every stateful schedule (``StatefulSchedule``; on by default, ``guard=False``
+      for the bare rule).
 
   Returns:
     A stateful schedule for ``optax.inject_hyperparams`` (pass ``value=loss``
@@ -174,7 +172,6 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
   v.one_of(fn, "threshold_mode", threshold_mode, ("rel", "abs"))
   v.one_of(fn, "mode", mode, ("min", "max"))
   v.integer(fn, "cooldown", cooldown, minimum=0)
-  v.non_negative(fn, "min_value", min_value)
   v.non_negative(fn, "eps", eps)
   v.integer(fn, "window", window, minimum=1)
   guarded = guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite)

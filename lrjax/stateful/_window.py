@@ -132,11 +132,9 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
     axis_name: average the value over this mapped axis.
     signal: ``"update"`` (decide on every update's ``value``) or ``"observe"`` (decide
       only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
-    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard, on by
-      default: a smoothed value above ``guard_factor`` times its lowest level
-      since the last spike, or ``guard_nonfinite`` non-finite values in a row,
-      multiply the rate by ``guard_cut`` at once and restart the statistics
-      (``lrjax._guard``); ``guard=False`` for the bare rule.
+    guard, guard_factor, guard_cut, guard_nonfinite: the spike guard shared by
+      every stateful schedule (``StatefulSchedule``; on by default, ``guard=False``
+      for the bare rule).
 
   Returns:
     A stateful schedule (``optax.schedules.StatefulSchedule``).
@@ -161,7 +159,6 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
   v.integer(fn, "window", window, minimum=3)
   v.in_range(fn, "factor", factor, 0.0, 1.0)
   v.in_range(fn, "significance", significance, 0.0, 1.0)
-  v.non_negative(fn, "min_value", min_value)
   guarded = guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite)
   return WindowDecay(**guarded, base=as_schedule(base, fn, "base"), axis_name=axis_name, signal=signal,
                      window=int(window), factor=factor, significance=significance,

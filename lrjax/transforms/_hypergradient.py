@@ -101,7 +101,6 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
   owner = LROwner.build(fn, optimizer_factory)
   v.positive(fn, "init_value", init_value)
   v.non_negative(fn, "hyper_lr", hyper_lr)
-  v.non_negative(fn, "min_value", min_value)
   v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
   if not isinstance(guard_skip, bool):
     raise ValueError(f"lrjax.{fn}: guard_skip must be True or False, got "
