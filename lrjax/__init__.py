@@ -12,7 +12,7 @@ from lrjax.schedules import (FunctionSchedule, Schedule, clip, constant, cosine_
 from lrjax.stateful import (ScheduleState, StatefulSchedule, greedy, observe,
                             reduce_on_plateau, window_decay)
 from lrjax.transforms import (as_transform, ema_params, hypergradient, lawa,
-                              scheduled_weight_decay, swa, window_search)
+                              learned_controller, scheduled_weight_decay, swa, window_search)
 from lrjax._inspection import averaged_params, current_lr, log_values
 from lrjax.schedules._adapters import get_schedule
 
@@ -28,12 +28,15 @@ __all__ = [
     "ScheduleState", "StatefulSchedule", "as_transform", "current_lr", "greedy", "observe",
     "reduce_on_plateau", "window_decay", "window_search", "averaged_params", "ema_params",
     "lawa", "scheduled_weight_decay", "hypergradient", "FindLRResult", "find_lr", "swa", "swa_schedule",
-    "get_schedule", "log_values",
+    "get_schedule", "log_values", "learned_controller",
 ]
 
 
 def __getattr__(name):
   # ``lrjax.keras`` (the optional extra) loads on first use: ``import lrjax`` never imports Keras.
+  if name == "meta":  # meta-training: loaded on first use
+    import importlib
+    return importlib.import_module("lrjax.meta")
   if name == "keras":
     import importlib
     return importlib.import_module("lrjax.keras")

@@ -19,10 +19,11 @@ from lrjax.stateful._core import ScheduleState
 from lrjax.transforms._as_transform import AsLearningRateState, AsTransformState
 from lrjax.transforms._averaging import EmaParamsState, LawaState, SwaState
 from lrjax.transforms._hypergradient import HypergradientState
+from lrjax.transforms._learned import LearnedControllerState
 from lrjax.transforms._window_search import WindowSearchState
 
 # States of transforms that own their learning rate (``lr`` is the rate applied).
-LR_OWNER_STATES = (HypergradientState, WindowSearchState)
+LR_OWNER_STATES = (HypergradientState, WindowSearchState, LearnedControllerState)
 
 # A visitor returns None (not recognised: walk on into every child) or
 # ``(found, children)``: the items it found here and the children still to walk.
@@ -201,6 +202,9 @@ def _logged_parts(node: Any):
     return [("hypergradient", {"lr": node.lr, "hypergradient": node.hypergradient,
                                "num_nonfinite": node.num_nonfinite,
                                "num_spikes": node.guard.num_spikes})], [node.inner_state]
+  if isinstance(node, LearnedControllerState):
+    return [("learned_controller", {"lr": node.lr, "num_nonfinite": node.num_nonfinite,
+                                    "num_spikes": node.guard.num_spikes})], [node.inner_state]
   if isinstance(node, WindowSearchState):
     return [("window_search", {"lr": node.lr, "multiplier": node.multiplier,
                                "phase": node.phase, "num_nonfinite": node.num_nonfinite})], \

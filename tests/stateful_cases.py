@@ -52,6 +52,10 @@ CASES = [_case(name, _injected(make)) for name, make in SCHEDULES.items()] + [
          lambda ax: lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=0.01,
                                         multiplicative=True, axis_name=ax),
          lambda s: s),
+    Case("learned_controller",
+         lambda ax: lrjax.learned_controller(optax.sgd, init_value=0.1, total_steps=50,
+                                             axis_name=ax),
+         lambda s: s),
     Case("window_search",
          lambda ax: lrjax.window_search(optax.sgd, 0.1, window=12, probe_steps=3,
                                         axis_name=ax),
@@ -61,4 +65,4 @@ CASE_IDS = [c.id for c in CASES]
 SCHEDULE_CASES = [c for c in CASES if c.schedule is not None]
 
 # Fields of an lrjax state that hold parameter-like trees (their dtype follows the params).
-PARAM_LIKE = ("inner_state", "snapshot_params", "snapshot_inner", "prev_direction")
+PARAM_LIKE = ("inner_state", "snapshot_params", "snapshot_inner", "prev_direction", "prev_grad")

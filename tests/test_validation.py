@@ -168,6 +168,9 @@ def _public_constructors():
                                                   hyper_lr=1e-7)),
       "window_search": (lrjax.window_search, dict(optimizer_factory=optax.adam, base=1e-3,
                                                   window=20, probe_steps=4)),
+      "learned_controller": (lrjax.learned_controller, dict(
+          optimizer_factory=optax.adam, init_value=1e-3, every=2, min_value=1e-6,
+          max_value=1.0, total_steps=100, guard_factor=4.0, guard_cut=0.1)),
       "ema_params": (lrjax.ema_params, dict(decay=0.99)),
       "swa": (lrjax.swa, dict(start_step=10, every=2)),
       "lawa": (lrjax.lawa, dict(k=2, every=5)),

@@ -1,6 +1,6 @@
 """The one skeleton of every transform that owns its learning rate.
 
-``hypergradient``, ``window_search`` (and the learned controller to come) each
+``hypergradient``, ``window_search`` and ``learned_controller`` each
 run an inner Optax optimizer built at learning rate 1, so its update is a
 direction; the transform chooses the rate and scales the direction by it. Their
 states begin alike (``count``, ``lr``, ``num_nonfinite``, ``inner_state``) and

@@ -1,0 +1,640 @@
+"""Meta-training of the learned controller: evolution strategies on a synthetic task family.
+
+``meta_train`` fits the weights of ``lrjax.learned_controller``:
+
+1. **L-BFGS first** (``optax.lbfgs``, optional): the GRU imitates a hand-made
+   rule (``hand_rule``: raise the rate while successive gradients agree, lower
+   it when they disagree or the loss rises above its best, anneal near the end
+   of a known horizon) on inputs logged from runs of that rule. A deterministic
+   least-squares objective, so a quasi-Newton method fits it in seconds.
+2. **Antithetic evolution strategies** then refine the weights on the real
+   objective. Each iteration draws one task (a structure, data, an
+   initialisation, a horizon, a base optimizer and a starting rate), and every
+   member of the population, ``θ ± σε`` for ``pairs`` directions ε, trains it
+   from the same initialisation on the same batches (common random numbers);
+   the population is ``vmap``-ped in one compiled program. Fitness is shaped by
+   centered ranks; Adam steps on the estimate.
+
+The meta-loss of one run is
+
+.. math::
+  \\ell = \\tfrac12 \\operatorname{mean}_t c\\left(\\log \\frac{L_t}{L_0}\\right)
+        + \\tfrac12\\, c\\left(\\log \\frac{L^{\\text{held-out}}_T}{L_0}\\right)
+
+with :math:`L_t` the loss of update :math:`t` on its fresh batch *before* the
+step (data the step has not trained on), :math:`L^{\\text{held-out}}_T` the loss
+on held-out batches after the last update, :math:`L_0` the held-out loss at
+initialisation and :math:`c` a clip to ``[LOG_FLOOR, LOG_CAP]``; a non-finite
+value counts as ``LOG_CAP`` (a diverged run gets the worst score, never NaN).
+
+The default family (``FAMILY``) is synthetic only, generated on the fly:
+ill-conditioned noisy quadratics, linear and logistic regression, MLPs of
+random width and activation (one or two hidden layers) and a small convnet on
+random teacher networks; batch sizes 8-64; horizons log-uniform over
+100-2,000 updates (the horizon given to the controller in half the runs);
+AdamW or SGD with momentum 0.9; a starting rate log-uniform over ±1.5 decades
+around a sensible value. **No real data set is ever used**: ``lrjax.tasks``
+are where the controller is judged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrjax._guard import GUARD_DEFAULTS
+from lrjax.transforms import _learned
+from lrjax.transforms._lr_owner import LROwner
+
+LOG_CAP = 3.0
+LOG_FLOOR = -10.0
+MIN_HORIZON, MAX_HORIZON = 100, 2000
+#: The rate the starting rates spread around (±``LR_SPREAD`` decades), per base optimizer.
+SENSIBLE_LR = {"adamw": 3e-3, "sgdm": 3e-2}
+LR_SPREAD = 1.5
+OPTIMIZERS = tuple(SENSIBLE_LR)
+MAX_BATCH = 64
+DIM = 16
+HELD_OUT_BATCHES = 4
+
+# A task: key -> (params, loss_fn(params, data_key) -> scalar loss on a fresh batch).
+TaskFn = Callable[[jax.Array], tuple[Any, Callable[[Any, jax.Array], jax.Array]]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The synthetic task family.
+
+def _batch_mask(key):
+  size = jnp.asarray([8, 16, 32, 64])[jax.random.randint(key, (), 0, 4)]
+  return (jnp.arange(MAX_BATCH) < size).astype(jnp.float32)
+
+
+def _masked_mean(values, mask):
+  return jnp.sum(values * mask) / jnp.sum(mask)
+
+
+def _inputs(key, scales):
+  return jax.random.normal(key, (MAX_BATCH, DIM)) * jnp.broadcast_to(scales, (DIM,))[None, :]
+
+
+def quadratic(key):
+  """A noisy quadratic :math:`\\tfrac12 \\sum_i \\lambda_i (x_i - x^*_i - \\xi_i)^2`, condition
+  number log-uniform in [10, 1e4], noise :math:`\\xi` from the batch."""
+  k = jax.random.split(key, 5)
+  dim = 32
+  cond = jnp.exp(jax.random.uniform(k[0], (), minval=math.log(10), maxval=math.log(1e4)))
+  lam = jnp.exp(jax.random.uniform(k[1], (dim,)) * jnp.log(cond)) / cond
+  lam = lam * jnp.exp(jax.random.uniform(k[2], (), minval=-1.0, maxval=1.0))
+  target = jax.random.normal(k[3], (dim,))
+  noise = jax.random.uniform(k[4], (), minval=0.1, maxval=1.0)
+  mask = _batch_mask(k[4])
+
+  def loss_fn(x, data_key):
+    xi = jax.random.normal(data_key, (MAX_BATCH, dim)) * noise
+    xi = jnp.sum(xi * mask[:, None], 0) / jnp.sum(mask)
+    return 0.5 * jnp.sum(lam * (x - target - xi) ** 2)
+
+  return jnp.zeros((dim,)), loss_fn
+
+
+def _regression_data(key):
+  k = jax.random.split(key, 3)
+  scales = jnp.exp(0.5 * jax.random.normal(k[0], (DIM,)))
+  w = jax.random.normal(k[1], (DIM,)) / jnp.sqrt(DIM)
+  return scales, w, _batch_mask(k[2])
+
+
+def linear(key):
+  """Linear regression on Gaussian inputs of random per-feature scales, noisy targets."""
+  k = jax.random.split(key, 2)
+  scales, w, mask = _regression_data(k[0])
+  noise = jax.random.uniform(k[1], (), minval=0.05, maxval=0.5)
+
+  def loss_fn(p, data_key):
+    kx, ke = jax.random.split(data_key)
+    x = _inputs(kx, scales)
+    y = x @ w + noise * jax.random.normal(ke, (MAX_BATCH,))
+    return _masked_mean((x @ p["w"] + p["b"] - y) ** 2, mask)
+
+  return {"w": jnp.zeros((DIM,)), "b": jnp.zeros(())}, loss_fn
+
+
+def logistic(key):
+  """Logistic regression on labels drawn from a random linear teacher."""
+  scales, w, mask = _regression_data(key)
+
+  def loss_fn(p, data_key):
+    kx, ky = jax.random.split(data_key)
+    x = _inputs(kx, scales)
+    y = jax.random.bernoulli(ky, jax.nn.sigmoid(3.0 * (x @ w))).astype(jnp.float32)
+    return _masked_mean(optax.sigmoid_binary_cross_entropy(x @ p["w"] + p["b"], y), mask)
+
+  return {"w": jnp.zeros((DIM,)), "b": jnp.zeros(())}, loss_fn
+
+
+ACTIVATIONS = (jax.nn.relu, jnp.tanh, jax.nn.gelu)
+
+
+def _dense_init(key, fan_in, fan_out):
+  return jax.random.normal(key, (fan_in, fan_out)) / jnp.sqrt(fan_in)
+
+
+def _mlp(depth):
+  def task(key):
+    k = jax.random.split(key, 10)
+    width = jnp.asarray([16, 32, 64])[jax.random.randint(k[0], (), 0, 3)]
+    unit_mask = (jnp.arange(64) < width).astype(jnp.float32)
+    act = jax.random.randint(k[1], (), 0, len(ACTIVATIONS))
+    classify = jax.random.bernoulli(k[2])
+    mask = _batch_mask(k[3])
+    t1, t2 = 2.0 * _dense_init(k[4], DIM, 32), _dense_init(k[5], 32, 4)
+    sizes = [DIM] + [64] * depth + [4]
+    params = {f"w{i}": _dense_init(k[6 + i], a, b) * (unit_mask[None, :] if i < depth else 1)
+              * (unit_mask[:, None] if i > 0 else 1)
+              for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))}
+    params.update({f"b{i}": jnp.zeros((b,)) for i, b in enumerate(sizes[1:])})
+
+    def loss_fn(p, data_key):
+      x = _inputs(data_key, 1.0)
+      target = jnp.tanh(x @ t1) @ t2
+      h = x
+      for i in range(depth):
+        h = jax.lax.switch(act, ACTIVATIONS, h @ p[f"w{i}"] + p[f"b{i}"][None, :])
+        h = h * unit_mask[None, :]
+      out = h @ p[f"w{depth}"] + p[f"b{depth}"][None, :]
+      ce = optax.softmax_cross_entropy_with_integer_labels(out, jnp.argmax(target, -1))
+      mse = jnp.mean((out - target) ** 2, -1)
+      return _masked_mean(jnp.where(classify, ce, mse), mask)
+
+    return params, loss_fn
+  task.__name__ = f"mlp{depth}"
+  task.__doc__ = (f"An MLP with {depth} hidden layer(s) of width 16/32/64 and a random "
+                  "activation on a random tanh teacher (regression or classification).")
+  return task
+
+
+def _patches(x):
+  """The 3x3 'SAME' neighbourhoods of (B, 8, 8) images: (B, 8, 8, 9)."""
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1)))
+  return jnp.stack([padded[:, i:i + 8, j:j + 8] for i in range(3) for j in range(3)], -1)
+
+
+def _conv(patches, w):
+  """A 3x3 convolution as one matmul over the patches (cheap under a ``vmap`` over weights)."""
+  return jnp.einsum("bhwk,kc->bhwc", patches, w, precision=jax.lax.Precision.HIGHEST)
+
+
+def conv(key):
+  """A small convnet (3x3 conv, ReLU, 2x2 average pool, dense) on 8x8 images labelled by a
+  random conv teacher."""
+  k = jax.random.split(key, 5)
+  mask = _batch_mask(k[0])
+  tw = jax.random.normal(k[1], (9, 4)) / 3.0
+  tv = _dense_init(k[2], 256, 4)
+  params = {"conv": jax.random.normal(k[3], (9, 8)) / 3.0, "cb": jnp.zeros((8,)),
+            "dense": _dense_init(k[4], 128, 4), "db": jnp.zeros((4,))}
+
+  def loss_fn(p, data_key):
+    x = _patches(jax.random.normal(data_key, (MAX_BATCH, 8, 8)))
+    y = jnp.argmax(jnp.tanh(_conv(x, tw)).reshape(MAX_BATCH, -1) @ tv, -1)
+    h = jax.nn.relu(_conv(x, p["conv"]) + p["cb"][None, None, None, :])
+    h = h.reshape(MAX_BATCH, 4, 2, 4, 2, 8).mean((2, 4)).reshape(MAX_BATCH, -1)
+    out = h @ p["dense"] + p["db"][None, :]
+    return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(out, y), mask)
+
+  return params, loss_fn
+
+
+#: The default synthetic task family: structure name -> task function.
+FAMILY: dict[str, TaskFn] = {"quadratic": quadratic, "linear": linear, "logistic": logistic,
+                             "mlp1": _mlp(1), "mlp2": _mlp(2), "conv": conv}
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw:
+  """One inner training run of the meta-objective."""
+  structure: str
+  optimizer: str
+  seed: int
+  horizon: int
+  horizon_known: bool
+  init_value: float
+
+
+def draw(rng: np.random.Generator, structures: tuple[str, ...]) -> Draw:
+  """A random inner run: structure, base optimizer, seed, horizon and starting rate."""
+  opt = OPTIMIZERS[rng.integers(len(OPTIMIZERS))]
+  horizon = int(round(math.exp(rng.uniform(math.log(MIN_HORIZON), math.log(MAX_HORIZON)))))
+  return Draw(structure=structures[rng.integers(len(structures))], optimizer=opt,
+              seed=int(rng.integers(2**31 - 1)), horizon=horizon,
+              horizon_known=bool(rng.integers(2)),
+              init_value=float(SENSIBLE_LR[opt] * 10 ** rng.uniform(-LR_SPREAD, LR_SPREAD)))
+
+
+def base_optimizer(name: str) -> Callable[[Any], optax.GradientTransformation]:
+  """The base optimizer of a draw, as a factory of the learning rate."""
+  if name == "adamw":
+    return lambda lr: optax.adamw(lr, weight_decay=1e-4)
+  return lambda lr: optax.sgd(lr, momentum=0.9)
+
+
+# ---------------------------------------------------------------------------------------------
+# The inner run and the meta-objective.
+
+def _log_ratio(loss, ref):
+  r = jnp.log(jnp.maximum(loss, 1e-30) / ref)
+  return jnp.clip(jnp.where(jnp.isfinite(r), r, LOG_CAP), LOG_FLOOR, LOG_CAP)
+
+
+def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
+                  horizon: jax.Array, horizon_known: jax.Array, init_value: jax.Array,
+                  policy: Optional[Callable] = None, reset_hidden: bool = False,
+                  trace: bool = False):
+  """The meta-loss of one inner run (traceable; ``vmap`` it over ``weights``).
+
+  With ``trace`` also returns the inputs and log-rate change of every update
+  (padded to ``MAX_HORIZON``), for imitation.
+  """
+  init_key, data_key = jax.random.split(key)
+  params, loss_fn = task(init_key)
+  held_out = lambda p: jnp.mean(jnp.stack([  # noqa: E731
+      loss_fn(p, jax.random.fold_in(data_key, 10**7 + i)) for i in range(HELD_OUT_BATCHES)]))
+  ref = jnp.maximum(held_out(params), 1e-12)
+  tx = _learned.controller(
+      LROwner.build("meta_train", base_optimizer(optimizer)), weights, init_value=init_value,
+      every=1, min_value=1e-8, max_value=10.0,
+      total_steps=jnp.where(horizon_known, horizon, 0), axis_name=None,
+      settings=dict(GUARD_DEFAULTS, guard_skip=True), reset_hidden=reset_hidden,
+      policy=policy)
+  state = tx.init(params)
+  xs = jnp.zeros((MAX_HORIZON if trace else 1, _learned.NUM_FEATURES))
+  ds = jnp.zeros((MAX_HORIZON if trace else 1,))
+
+  def body(t, carry):
+    params, state, total, xs, ds = carry
+    loss, grads = jax.value_and_grad(loss_fn)(params, jax.random.fold_in(data_key, t))
+    updates, new_state = tx.update(grads, state, params, value=loss)
+    if trace:
+      xs = xs.at[t].set(new_state.inputs)
+      ds = ds.at[t].set(jnp.log(new_state.lr / state.lr))
+    return (optax.apply_updates(params, updates), new_state,
+            total + _log_ratio(loss, ref), xs, ds)
+
+  params, state, total, xs, ds = jax.lax.fori_loop(
+      0, horizon, body, (params, state, jnp.zeros(()), xs, ds))
+  meta = 0.5 * total / horizon + 0.5 * _log_ratio(held_out(params), ref)
+  return (meta, xs, ds) if trace else meta
+
+
+class _Flat:
+  """Weights dict <-> one flat float32 vector."""
+
+  def __init__(self, weights):
+    self.keys = _learned.WEIGHT_KEYS
+    self.shapes = [np.shape(weights[k]) for k in self.keys]
+    self.sizes = [int(np.prod(s)) for s in self.shapes]
+
+  def flat(self, weights):
+    return jnp.concatenate([jnp.ravel(jnp.asarray(weights[k], jnp.float32)) for k in self.keys])
+
+  def unflat(self, vec):
+    out, i = {}, 0
+    for k, shape, size in zip(self.keys, self.shapes, self.sizes):
+      out[k] = vec[..., i:i + size].reshape(vec.shape[:-1] + shape)
+      i += size
+    return out
+
+
+def _compiled_population(family: Mapping[str, TaskFn], flat: _Flat, policy=None,
+                         reset_hidden=False):
+  """A cache of ``(structure, optimizer) -> jit(vmap over a population of flat weights)``."""
+  cache = {}
+
+  def get(structure, optimizer):
+    if (structure, optimizer) not in cache:
+      task = family[structure]
+
+      def one(vec, key, horizon, known, lr0):
+        return run_meta_loss(task, optimizer, flat.unflat(vec), key, horizon, known, lr0,
+                             policy=policy, reset_hidden=reset_hidden)
+      cache[structure, optimizer] = jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
+    return cache[structure, optimizer]
+  return get
+
+
+def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, TaskFn]] = None,
+             policy: Optional[Callable] = None, reset_hidden: bool = False,
+             compiled: Optional[Callable] = None) -> np.ndarray:
+  """The meta-loss of ``weights`` on each of ``draws`` (a fixed validation set).
+
+  ``compiled``: a cache from ``_compiled_population`` to reuse between calls.
+  """
+  family = FAMILY if family is None else family
+  flat = _Flat(weights)
+  get = compiled or _compiled_population(family, flat, policy, reset_hidden)
+  vec = flat.flat(weights)[None]
+  return np.asarray([float(get(d.structure, d.optimizer)(
+      vec, jax.random.PRNGKey(d.seed), d.horizon, d.horizon_known, d.init_value)[0])
+      for d in draws])
+
+
+def validation_draws(n: int = 12, seed: int = 10_000,
+                     structures: tuple[str, ...] = tuple(FAMILY)) -> list[Draw]:
+  """``n`` fixed draws (seeds apart from any meta-training iteration's) for validation."""
+  rng = np.random.default_rng(seed)
+  return [draw(rng, structures) for _ in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# L-BFGS: imitation of a hand-made rule.
+
+def hand_rule(weights: Any, hidden: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """A hand-made controller on the same inputs (the imitation target; ``weights`` unused).
+
+  :math:`\\Delta = 0.1 \\tanh(3 c - 0.3 - 2\\,\\mathrm{relu}(b - 1.8) - 4\\, h\\,\\mathrm{relu}(p - 0.75))`
+  with :math:`c` the smoothed cosine of successive gradients, :math:`b` the
+  rise of the loss above its best (1.8 is a rise of 5%), :math:`p` the
+  progress and :math:`h` 1 when the horizon is known: Kesten's (1958) rule
+  that grows the step while successive gradients agree, plus a brake on a
+  rising loss and an anneal over the last quarter of a known horizon.
+  """
+  i = _learned.FEATURES.index
+  z = (3.0 * x[i("cosine_avg")] - 0.3 - 2.0 * jax.nn.relu(x[i("above_best")] - 1.8)
+       - 4.0 * x[i("has_horizon")] * jax.nn.relu(x[i("progress")] - 0.75))
+  return hidden, _learned.MAX_LOG_STEP * jnp.tanh(z)
+
+
+def imitation_data(draws: list[Draw], family: Mapping[str, TaskFn], hidden_size: int):
+  """Inputs and the hand rule's log-rate changes along runs of the hand rule."""
+  dummy = _learned.init_weights(jax.random.PRNGKey(0), hidden_size)
+  xs, ds, masks = [], [], []
+  cache = {}
+  for d in draws:
+    if (d.structure, d.optimizer) not in cache:
+      task = family[d.structure]
+      cache[d.structure, d.optimizer] = jax.jit(
+          lambda key, h, k, lr0, task=task, opt=d.optimizer: run_meta_loss(
+              task, opt, dummy, key, h, k, lr0, policy=hand_rule, trace=True))
+    _, x, delta = cache[d.structure, d.optimizer](jax.random.PRNGKey(d.seed), d.horizon,
+                                                  d.horizon_known, d.init_value)
+    xs.append(x)
+    ds.append(jax.vmap(lambda xi: hand_rule(None, None, xi)[1])(x))
+    masks.append((jnp.arange(MAX_HORIZON) < d.horizon).astype(jnp.float32))
+  return jnp.stack(xs), jnp.stack(ds), jnp.stack(masks)
+
+
+def fit_by_lbfgs(weights: Any, xs: jax.Array, targets: jax.Array, masks: jax.Array,
+                 steps: int = 150) -> tuple[Any, list[float]]:
+  """Fits the GRU's outputs to ``targets`` along ``xs`` by ``optax.lbfgs`` (least squares)."""
+  flat = _Flat(weights)
+
+  def objective(vec):
+    w = flat.unflat(vec)
+
+    def seq(x, m, tgt):
+      def step(h, xi):
+        h, delta = _learned.gru_step(w, h, xi)
+        return h, delta
+      _, deltas = jax.lax.scan(step, jnp.zeros((w["w_hidden"].shape[0],)), x)
+      return jnp.sum(m * (deltas - tgt) ** 2) / jnp.sum(m)
+    return jnp.mean(jax.vmap(seq)(xs, masks, targets)) / _learned.MAX_LOG_STEP ** 2
+
+  opt = optax.lbfgs()
+  value_and_grad = optax.value_and_grad_from_state(objective)
+
+  @jax.jit
+  def step(vec, state):
+    value, grad = value_and_grad(vec, state=state)
+    updates, state = opt.update(grad, state, vec, value=value, grad=grad,
+                                value_fn=objective)
+    return optax.apply_updates(vec, updates), state, value
+
+  vec = flat.flat(weights)
+  state = opt.init(vec)
+  history = []
+  for _ in range(steps):
+    vec, state, value = step(vec, state)
+    history.append(float(value))
+  return flat.unflat(vec), history
+
+
+# ---------------------------------------------------------------------------------------------
+# Evolution strategies.
+
+@dataclasses.dataclass
+class MetaTrainResult:
+  """What ``meta_train`` returns."""
+  weights: dict[str, np.ndarray]
+  history: list[float]  # the population's mean meta-loss at each ES iteration.
+  lbfgs_history: list[float]  # the imitation loss at each L-BFGS step ([] without L-BFGS).
+  validation: list[tuple[int, float]]  # (ES iteration, mean meta-loss on validation draws).
+  wall_time: float
+  iterations: int
+  final_weights: dict[str, np.ndarray]  # the weights after the last iteration.
+  best_iteration: int  # the validation point ``weights`` come from (the last without one).
+
+
+def _centered_ranks(x: np.ndarray) -> np.ndarray:
+  ranks = np.empty(len(x))
+  ranks[np.argsort(x, kind="stable")] = np.arange(len(x))
+  return ranks / (len(x) - 1) - 0.5
+
+
+def _check(fn_name, **kw):
+  for name, (value, lo) in kw.items():
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+      raise ValueError(f"lrjax.{fn_name}: {name} must be an integer >= {lo}, "
+                       f"got {name}={value!r}")
+
+
+def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
+               learning_rate: float = 0.003, seed: int = 0, hidden_size: int = 16,
+               lbfgs_steps: int = 150, imitation_runs: int = 24,
+               task_family: Union[None, TaskFn, Mapping[str, TaskFn]] = None,
+               checkpoint: Optional[str] = None, checkpoint_every: int = 25,
+               validate_every: int = 100, validation: Optional[list[Draw]] = None,
+               init_weights: Any = None, progress: bool = True,
+               log: Optional[Callable[[str], None]] = None) -> MetaTrainResult:
+  """Meta-trains the learned controller's weights: L-BFGS imitation, then antithetic ES.
+
+  Args:
+    iterations: ES iterations (each trains ``2 * pairs`` inner runs in one program).
+    pairs: antithetic pairs :math:`\\pm\\varepsilon` per iteration.
+    sigma: the perturbation scale :math:`\\sigma`.
+    learning_rate: Adam's step on the ES gradient estimate.
+    seed: every random choice (tasks, perturbations, initial weights) follows from it.
+    hidden_size: the GRU's units.
+    lbfgs_steps: L-BFGS steps of the imitation fit (0: start ES from random weights).
+    imitation_runs: runs of the hand rule whose inputs the imitation fits.
+    task_family: ``None`` for ``FAMILY``; a task function ``key -> (params,
+      loss_fn(params, data_key))`` (``loss_fn`` draws a fresh batch from
+      ``data_key``), or a dict of them (one compiled program each).
+    checkpoint: an ``.npz`` path: written every ``checkpoint_every`` iterations
+      and resumed from when it exists (same settings: the run continues exactly).
+    validate_every: evaluate on the validation draws every this many iterations (0:
+      never); the weights returned are those of the best validation point (ES is
+      noisy: the last iterate is not always the best).
+    validation: the validation draws (default ``validation_draws()``, on the family's structures).
+    init_weights: start from these weights instead (skips L-BFGS).
+    progress: a progress bar (``rich`` on a terminal) with the meta-loss.
+    log: where to write one line per validation (default: nothing).
+
+  Returns:
+    A ``MetaTrainResult``: ``weights`` at the best validation point (the last
+    iterate without validation); ``save_weights(path, result.weights)`` writes the file
+    ``learned_controller(weights=path)`` reads.
+
+  Example:
+    >>> import lrjax.meta as meta
+    >>> family = {"quadratic": meta.quadratic}
+    >>> result = meta.meta_train(iterations=2, pairs=2, lbfgs_steps=0, validate_every=0,
+    ...                          task_family=family, progress=False)
+    >>> len(result.history)
+    2
+  """
+  fn = "meta_train"
+  _check(fn, iterations=(iterations, 0), pairs=(pairs, 1), hidden_size=(hidden_size, 1),
+         lbfgs_steps=(lbfgs_steps, 0), imitation_runs=(imitation_runs, 1),
+         checkpoint_every=(checkpoint_every, 1), validate_every=(validate_every, 0))
+  for name, value in (("sigma", sigma), ("learning_rate", learning_rate)):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+      raise ValueError(f"lrjax.{fn}: {name} must be a finite number > 0, got {name}={value!r}")
+  if task_family is None:
+    family = FAMILY
+  elif callable(task_family):
+    family = {"user": task_family}
+  elif isinstance(task_family, Mapping) and task_family and all(
+      callable(f) for f in task_family.values()):
+    family = dict(task_family)
+  else:
+    raise ValueError(f"lrjax.{fn}: task_family must be None, a task function or a dict of "
+                     f"them, got {task_family!r}")
+  structures = tuple(family)
+  if validation is None:
+    validation = validation_draws(structures=structures) if validate_every else []
+  start = time.perf_counter()
+  key = jax.random.PRNGKey(seed)
+  weights = (_learned.init_weights(key, hidden_size) if init_weights is None
+             else _learned.load_weights(init_weights, fn))
+  flat = _Flat(weights)
+  lbfgs_history: list[float] = []
+  resumed = checkpoint is not None and os.path.exists(checkpoint)
+  if not resumed and init_weights is None and lbfgs_steps > 0:
+    rng = np.random.default_rng([seed, 1])
+    draws = [draw(rng, structures) for _ in range(imitation_runs)]
+    xs, ds, masks = imitation_data(draws, family, hidden_size)
+    weights, lbfgs_history = fit_by_lbfgs(weights, xs, ds, masks, lbfgs_steps)
+  theta = np.asarray(flat.flat(weights))
+  adam = optax.adam(learning_rate)
+  adam_state = adam.init(jnp.asarray(theta))
+  history: list[float] = []
+  val_history: list[tuple[int, float]] = []
+  best = {"theta": theta, "loss": math.inf, "iteration": 0}
+  first = 0
+  if resumed:
+    with np.load(checkpoint, allow_pickle=False) as ck:
+      theta = ck["theta"]
+      first = int(ck["iteration"])
+      history = ck["history"].tolist()
+      lbfgs_history = ck["lbfgs_history"].tolist()
+      val_history = [tuple(r) for r in ck["validation"].tolist()]
+      best = {"theta": ck["best_theta"], "loss": float(ck["best_loss"]),
+              "iteration": int(ck["best_iteration"])}
+      leaves = [ck[f"adam_{i}"] for i in range(int(ck["adam_leaves"]))]
+      adam_state = jax.tree.unflatten(jax.tree.structure(adam_state),
+                                      [jnp.asarray(x) for x in leaves])
+  get = _compiled_population(family, flat)
+  get_one = _compiled_population(family, flat)  # the validation's programs (population of 1)
+
+  @jax.jit
+  def adam_step(theta, grad, state):
+    updates, state = adam.update(grad, state, theta)
+    return optax.apply_updates(theta, updates), state
+
+  def save(i):
+    leaves = jax.tree.leaves(adam_state)
+    tmp = checkpoint + ".tmp.npz"
+    np.savez(tmp, theta=theta, iteration=i, history=np.asarray(history),
+             lbfgs_history=np.asarray(lbfgs_history),
+             validation=np.asarray(val_history).reshape(-1, 2), adam_leaves=len(leaves),
+             best_theta=best["theta"], best_loss=best["loss"], best_iteration=best["iteration"],
+             **{f"adam_{j}": np.asarray(x) for j, x in enumerate(leaves)})
+    os.replace(tmp, checkpoint)
+
+  def validate(i):
+    loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(theta)), validation, family,
+                                  compiled=get_one)))
+    val_history.append((i, loss))
+    if loss < best["loss"]:
+      best.update(theta=np.array(theta), loss=loss, iteration=i)
+    if log is not None:
+      log(f"iteration {i}: validation meta-loss {loss:.4f}"
+          + (" (best)" if best["iteration"] == i else ""))
+
+  if validate_every and not resumed:
+    validate(0)
+  bar = _Bar(iterations - first, progress and iterations > first)
+  for i in range(first, iterations):
+    d = draw(np.random.default_rng([seed, 2, i]), structures)
+    eps = np.asarray(jax.random.normal(jax.random.PRNGKey(seed * 1_000_003 + i),
+                                       (pairs, theta.size)))
+    population = np.concatenate([theta + sigma * eps, theta - sigma * eps])
+    losses = np.asarray(get(d.structure, d.optimizer)(
+        jnp.asarray(population, jnp.float32), jax.random.PRNGKey(d.seed), d.horizon,
+        d.horizon_known, d.init_value))
+    shaped = _centered_ranks(losses)
+    grad = (shaped[:pairs] - shaped[pairs:]) @ eps / (2 * pairs * sigma)
+    new_theta, adam_state = adam_step(jnp.asarray(theta), jnp.asarray(grad, jnp.float32),
+                                      adam_state)
+    theta = np.asarray(new_theta)
+    history.append(float(np.mean(losses)))
+    bar.advance(float(np.mean(history[-25:])))
+    if validate_every and (i + 1) % validate_every == 0:
+      validate(i + 1)
+    if checkpoint is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == iterations):
+      save(i + 1)
+  bar.close()
+  as_dict = lambda t: {k: np.asarray(x) for k, x in flat.unflat(jnp.asarray(t)).items()}  # noqa
+  chosen = best if val_history else {"theta": theta, "iteration": iterations}
+  return MetaTrainResult(weights=as_dict(chosen["theta"]), history=history,
+                         lbfgs_history=lbfgs_history, validation=val_history,
+                         wall_time=time.perf_counter() - start, iterations=iterations,
+                         final_weights=as_dict(theta), best_iteration=int(chosen["iteration"]))
+
+
+class _Bar:
+  """A progress bar with the running meta-loss (``rich`` on a terminal, else silent)."""
+
+  def __init__(self, total, enabled):
+    self._bar = None
+    import sys
+    if enabled and sys.stderr.isatty():
+      try:
+        from rich import progress as rp
+      except ImportError:
+        return
+      self._bar = rp.Progress(rp.TextColumn("meta-train"), rp.BarColumn(),
+                              rp.MofNCompleteColumn(), rp.TextColumn("{task.description}"),
+                              rp.TimeElapsedColumn(), rp.TimeRemainingColumn())
+      self._task = self._bar.add_task("", total=total)
+      self._bar.start()
+
+  def advance(self, meta_loss):
+    if self._bar is not None:
+      self._bar.update(self._task, advance=1, description=f"meta-loss {meta_loss:.4f}")
+
+  def close(self):
+    if self._bar is not None:
+      self._bar.stop()
+
+
+save_weights = _learned.save_weights
+load_weights = _learned.load_weights

@@ -1,0 +1,424 @@
+"""The learned learning-rate controller: a small GRU reads the training signal and sets the rate.
+
+The network, its inputs and its weights file live here; ``lrjax.meta`` trains
+the weights. Everything the controller computes is a handful of scalars per
+update in graph, except one stored copy of the previous gradient (for the
+cosine of successive gradients and the gradient-noise estimate).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import io
+import os
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrjax import _validation as v
+from lrjax._guard import GuardState, guard_args, init_guard
+from lrjax._numerics import all_finite, as_float, counter, device_mean, increment_if
+from lrjax.transforms._lr_owner import LROwner
+
+#: The inputs of the network, in order (see ``features``).
+FEATURES = ("trend_fast", "trend_slow", "above_best", "loss_vs_level", "grad_norm",
+            "update_ratio", "cosine", "cosine_avg", "noise", "progress", "has_horizon",
+            "log_multiplier")
+NUM_FEATURES = len(FEATURES)
+#: Smoothings of the loss levels: time constants of about 3, 20 and 100 updates.
+LOSS_SMOOTHING = (0.7, 0.95, 0.99)
+#: Smoothing of the gradient statistics (a time constant of 10 updates).
+GRAD_SMOOTHING = 0.9
+#: The largest change of log(learning rate) in one decision.
+MAX_LOG_STEP = 0.1
+#: Every input is clipped to [-FEATURE_CLIP, FEATURE_CLIP].
+FEATURE_CLIP = 5.0
+WEIGHT_KEYS = ("w_input", "w_hidden", "bias", "w_out", "b_out")
+SHIPPED = "learned_controller.npz"
+
+
+class LearnedControllerState(NamedTuple):
+  """State of ``learned_controller`` (all scalars but ``inner_state`` and ``prev_grad``).
+
+  Attributes:
+    count: updates so far (saturating).
+    lr: the learning rate of the most recent update (``init_value`` at first).
+    num_nonfinite: updates whose gradients or loss were not finite (rate kept).
+    inner_state: the inner optimizer's state.
+    guard: the spike guard's scalars; ``num_spikes`` counts the spikes caught.
+    hidden: the GRU's hidden state, shape ``(hidden_size,)``.
+    loss_levels: the loss smoothed with ``LOSS_SMOOTHING``, shape ``(3,)``.
+    best_level: the lowest middle level since the statistics last (re)started.
+    grad_sq: the smoothed squared gradient norm.
+    prev_grad_sq: the squared norm of ``prev_grad``.
+    cosine_avg: the smoothed cosine of successive gradients.
+    noise: the smoothed :math:`\\|g_t - g_{t-1}\\|^2 / (\\|g_t\\|^2 + \\|g_{t-1}\\|^2)`.
+    stats_count: finite updates since the statistics last (re)started (saturating).
+    inputs: the network's inputs at the last decision (``FEATURES``), for logging.
+    prev_grad: the previous finite gradient (one copy of params).
+  """
+  count: jax.Array  # shape=(), dtype=int32.
+  lr: jax.Array  # shape=(), dtype=float32.
+  num_nonfinite: jax.Array  # shape=(), dtype=int32.
+  inner_state: Any
+  guard: GuardState
+  hidden: jax.Array  # shape=(hidden_size,), dtype=float32.
+  loss_levels: jax.Array  # shape=(3,), dtype=float32.
+  best_level: jax.Array  # shape=(), dtype=float32.
+  grad_sq: jax.Array  # shape=(), dtype=float32.
+  prev_grad_sq: jax.Array  # shape=(), dtype=float32.
+  cosine_avg: jax.Array  # shape=(), dtype=float32.
+  noise: jax.Array  # shape=(), dtype=float32.
+  stats_count: jax.Array  # shape=(), dtype=int32.
+  inputs: jax.Array  # shape=(NUM_FEATURES,), dtype=float32: the network's last inputs.
+  prev_grad: Any  # like params.
+
+
+# ---------------------------------------------------------------------------------------------
+# The network.
+
+def init_weights(key: jax.Array, hidden_size: int = 16, scale: float = 0.1) -> dict[str, Any]:
+  """Random GRU weights (``scale``-sized normal entries; zero biases and output).
+
+  Args:
+    key: a PRNG key.
+    hidden_size: units of the GRU.
+    scale: standard deviation of the input and recurrent weights.
+
+  Returns:
+    ``{"w_input": (F, 3H), "w_hidden": (H, 3H), "bias": (3H,), "w_out": (H,),
+    "b_out": ()}``, float32; a zero output layer, so the rate starts constant.
+  """
+  k1, k2 = jax.random.split(key)
+  h = hidden_size
+  return {"w_input": scale * jax.random.normal(k1, (NUM_FEATURES, 3 * h), jnp.float32),
+          "w_hidden": scale * jax.random.normal(k2, (h, 3 * h), jnp.float32),
+          "bias": jnp.zeros((3 * h,), jnp.float32), "w_out": jnp.zeros((h,), jnp.float32),
+          "b_out": jnp.zeros((), jnp.float32)}
+
+
+def _dot(a, b):
+  return jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def gru_step(weights: dict[str, Any], hidden: jax.Array, x: jax.Array
+             ) -> tuple[jax.Array, jax.Array]:
+  r"""One GRU step and the bounded change of log(learning rate) it outputs.
+
+  .. math::
+    z, r &= \sigma(W_x^{z,r} x + W_h^{z,r} h + b^{z,r}), \quad
+    n = \tanh(W_x^n x + r \odot (W_h^n h) + b^n), \quad
+    h' = (1 - z) \odot n + z \odot h, \\
+    \Delta &= \Delta_{\max} \tanh(w_o \cdot h' + b_o)
+
+  with :math:`\Delta_{\max}` = ``MAX_LOG_STEP``. Float32 at full precision.
+
+  Returns:
+    ``(h', Δ)``.
+  """
+  n_hidden = hidden.shape[-1]
+  gx = _dot(x, weights["w_input"]) + weights["bias"]
+  gh = _dot(hidden, weights["w_hidden"])
+  z = jax.nn.sigmoid(gx[:n_hidden] + gh[:n_hidden])
+  r = jax.nn.sigmoid(gx[n_hidden:2 * n_hidden] + gh[n_hidden:2 * n_hidden])
+  n = jnp.tanh(gx[2 * n_hidden:] + r * gh[2 * n_hidden:])
+  new = (1 - z) * n + z * hidden
+  return new, MAX_LOG_STEP * jnp.tanh(_dot(new, weights["w_out"]) + weights["b_out"])
+
+
+def _symlog_rel(a, b):
+  """A scale-free, bounded relative difference of two levels: sign(d) log(1 + 100 |d|)."""
+  d = (a - b) / jnp.maximum(jnp.abs(b), 1e-12)
+  return jnp.sign(d) * jnp.log1p(100.0 * jnp.abs(d))
+
+
+def _safe_log(x):
+  return jnp.log(jnp.maximum(x, 1e-30))
+
+
+def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
+             cosine: jax.Array, update_sq: jax.Array, param_sq: jax.Array, lr: jax.Array,
+             init_value: Any, total_steps: Optional[int]) -> jax.Array:
+  """The network's inputs (``FEATURES``) after the statistics saw this update.
+
+  Every input is scale-free and clipped to ``[-FEATURE_CLIP, FEATURE_CLIP]``:
+  loss trends as sign(d)·log(1 + 100|d|) of relative differences between the
+  loss levels (``LOSS_SMOOTHING``), the squared gradient norm's log against its
+  running average, log10 of the update-to-parameter norm ratio (+3), the
+  cosine of successive gradients (now and smoothed), the noise estimate minus
+  1/2, the progress ``count / total_steps`` (and a flag, 0 without a horizon)
+  and log(lr / init_value).
+  """
+  fast, mid, slow = state.loss_levels[0], state.loss_levels[1], state.loss_levels[2]
+  ratio = jnp.sqrt(update_sq / jnp.maximum(param_sq, 1e-30)) * lr
+  horizon = as_float(0.0 if total_steps is None else total_steps)
+  known = horizon > 0
+  progress = jnp.where(known, jnp.minimum(as_float(state.count) / jnp.where(known, horizon, 1.0),
+                                          1.0), 0.0)
+  has = known.astype(jnp.float32)
+  x = jnp.stack([
+      _symlog_rel(fast, mid), _symlog_rel(mid, slow), _symlog_rel(mid, state.best_level),
+      _symlog_rel(loss, mid),
+      _safe_log(grad_sq) - _safe_log(state.grad_sq),
+      jnp.where(param_sq > 0, jnp.log10(jnp.maximum(ratio, 1e-30)) + 3.0, 0.0),
+      cosine, state.cosine_avg, state.noise - 0.5, progress, has,
+      _safe_log(lr) - jnp.log(as_float(init_value))]).astype(jnp.float32)
+  return jnp.clip(jnp.where(jnp.isfinite(x), x, 0.0), -FEATURE_CLIP, FEATURE_CLIP)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights files.
+
+def save_weights(path: Union[str, os.PathLike], weights: dict[str, Any], **meta: Any) -> None:
+  """Writes ``weights`` (and string/number ``meta`` fields) to an ``.npz`` file."""
+  arrays = {k: np.asarray(weights[k], np.float32) for k in WEIGHT_KEYS}
+  arrays.update({f"meta_{k}": np.asarray(val) for k, val in meta.items()})
+  arrays["meta_features"] = np.asarray(",".join(FEATURES))
+  with open(path, "wb") as f:
+    np.savez(f, **arrays)
+
+
+def load_weights(source: Any = None, fn: str = "learned_controller") -> dict[str, Any]:
+  """The controller's weights: the shipped ones (``None``), from an ``.npz`` path, or a dict.
+
+  Raises:
+    ValueError: a missing key, a wrong shape, non-finite entries, or weights
+      written for other inputs.
+  """
+  if source is None:
+    data = importlib.resources.files("lrjax.weights").joinpath(SHIPPED).read_bytes()
+    source = dict(np.load(io.BytesIO(data)))
+  elif isinstance(source, (str, os.PathLike)):
+    if not os.path.exists(source):
+      raise ValueError(f"lrjax.{fn}: weights file {os.fspath(source)!r} does not exist")
+    with np.load(source) as data:
+      source = dict(data)
+  if not isinstance(source, dict):
+    raise ValueError(f"lrjax.{fn}: weights must be None, a path or a dict of arrays, "
+                     f"got weights={type(source).__name__}")
+  names = source.get("meta_features")
+  if names is not None and str(names) != ",".join(FEATURES):
+    raise ValueError(f"lrjax.{fn}: these weights were trained on other inputs ({names}); "
+                     f"this version reads {','.join(FEATURES)}")
+  missing = [k for k in WEIGHT_KEYS if k not in source]
+  if missing:
+    raise ValueError(f"lrjax.{fn}: weights miss {', '.join(missing)}")
+  w = {k: source[k] for k in WEIGHT_KEYS}
+  concrete = all(v.concrete(x) is not None for x in w.values())
+  if concrete:
+    w = {k: np.asarray(x, np.float32) for k, x in w.items()}
+    h = w["w_hidden"].shape[0] if w["w_hidden"].ndim == 2 else -1
+    want = {"w_input": (NUM_FEATURES, 3 * h), "w_hidden": (h, 3 * h), "bias": (3 * h,),
+            "w_out": (h,), "b_out": ()}
+    for k, shape in want.items():
+      if w[k].shape != shape:
+        raise ValueError(f"lrjax.{fn}: weights[{k!r}] must have shape {shape}, "
+                         f"got {w[k].shape}")
+      if not np.all(np.isfinite(w[k])):
+        raise ValueError(f"lrjax.{fn}: weights[{k!r}] must be finite")
+    w = {k: jnp.asarray(x) for k, x in w.items()}
+  return w
+
+
+# ---------------------------------------------------------------------------------------------
+# The transform.
+
+def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, every: int,
+               min_value: Any, max_value: Any, total_steps: Optional[int],
+               axis_name: Optional[str], settings: dict[str, Any], reset_hidden: bool = False,
+               policy: Callable[..., Any] = None) -> optax.GradientTransformationExtraArgs:
+  """The transform without argument checks (``learned_controller`` checks; meta-training
+  builds it with traced weights, starting rate and ``total_steps``, 0 for unknown).
+
+  ``policy(weights, hidden, inputs) -> (hidden, Δ)`` replaces the GRU (``gru_step``)
+  for a hand-made rule; ``reset_hidden`` zeroes the memory before every decision
+  (an ablation).
+  """
+  policy = gru_step if policy is None else policy
+  hidden_size = weights["w_hidden"].shape[0]
+
+  def init_fn(params):
+    zero = as_float(0.0)
+    return LearnedControllerState(
+        **owner.init_fields(params, init_value), guard=init_guard(),
+        hidden=jnp.zeros((hidden_size,), zero.dtype), loss_levels=jnp.zeros((3,), zero.dtype),
+        best_level=jnp.zeros_like(zero), grad_sq=jnp.zeros_like(zero),
+        prev_grad_sq=jnp.zeros_like(zero), cosine_avg=jnp.zeros_like(zero),
+        noise=jnp.zeros_like(zero), stats_count=counter(),
+        inputs=jnp.zeros((NUM_FEATURES,), zero.dtype), prev_grad=jax.tree.map(jnp.zeros_like, params))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    owner.require_params(params, "the update-to-parameter ratio reads them")
+    value = extra_args.get("value")
+    if value is None:
+      raise ValueError("lrjax.learned_controller: update needs the loss: "
+                       "tx.update(grads, state, params, value=loss)")
+    grads_finite = all_finite(updates)
+    direction, inner_state = owner.direction(updates, state.inner_state, params, **extra_args)
+    # One collective for every statistic (the loss mean, norms and inner products).
+    flat = lambda t: jax.tree.map(as_float, t)  # noqa: E731
+    g, gp, u, p = flat(updates), flat(state.prev_grad), flat(direction), flat(params)
+    stats = device_mean(jnp.stack([
+        as_float(value).reshape(()), optax.tree.vdot(g, g), optax.tree.vdot(g, gp),
+        optax.tree.vdot(u, u), optax.tree.vdot(p, p)]), axis_name)
+    loss, grad_sq, cross, update_sq, param_sq = (stats[i] for i in range(5))
+    ok = grads_finite & jnp.isfinite(loss) & jnp.all(jnp.isfinite(stats))
+    guard_state, spike = owner.spike(state.guard, loss, grads_finite, settings, None)
+
+    # Running statistics (where this update is finite).
+    started = state.stats_count > 0
+    betas = jnp.asarray(LOSS_SMOOTHING, jnp.float32)
+    levels = jnp.where(started, betas * state.loss_levels + (1 - betas) * loss,
+                       jnp.full((3,), loss, jnp.float32))
+    best = jnp.where(started, jnp.minimum(state.best_level, levels[1]), levels[1])
+    have_prev = started & (state.prev_grad_sq > 0)
+    norms = jnp.sqrt(grad_sq * state.prev_grad_sq)
+    cosine = jnp.where(have_prev & (norms > 0), cross / jnp.where(norms > 0, norms, 1.0), 0.0)
+    denom = grad_sq + state.prev_grad_sq
+    noise_now = jnp.where(denom > 0, (denom - 2 * cross) / jnp.where(denom > 0, denom, 1.0),
+                          1.0)
+    b = GRAD_SMOOTHING
+    stepped = state._replace(
+        loss_levels=levels, best_level=best,
+        grad_sq=jnp.where(started, b * state.grad_sq + (1 - b) * grad_sq, grad_sq),
+        prev_grad_sq=grad_sq,
+        cosine_avg=jnp.where(have_prev, b * state.cosine_avg + (1 - b) * cosine,
+                             state.cosine_avg),
+        noise=jnp.where(have_prev, b * state.noise + (1 - b) * noise_now,
+                        jnp.where(started, state.noise, 0.5)),
+        stats_count=increment_if(state.stats_count))
+
+    def decide(_):
+      x = features(stepped, loss, grad_sq, cosine, update_sq, param_sq, state.lr, init_value,
+                   total_steps)
+      hidden = jnp.zeros_like(state.hidden) if reset_hidden else state.hidden
+      new_hidden, delta = policy(weights, hidden, x)
+      return new_hidden, state.lr * jnp.exp(delta), x
+
+    keep = lambda _: (state.hidden, state.lr, state.inputs)  # noqa: E731
+    if every == 1:
+      hidden, lr, inputs = decide(None)
+    else:
+      at = (optax.safe_increment(state.count) % every) == 0
+      hidden, lr, inputs = jax.lax.cond(at, decide, keep, None)
+    lr = jnp.clip(lr, min_value, max_value)
+    hidden = jnp.where(ok, hidden, state.hidden)
+    lr = jnp.where(ok, lr, state.lr)
+    # A spike cuts the rate at once and restarts the statistics (the memory is kept).
+    lr = jnp.where(spike, jnp.maximum(lr * settings["guard_cut"], min_value), lr)
+    restart = lambda new, old: jnp.where(ok & ~spike, new, jnp.where(spike, 0, old))  # noqa
+    applied = jnp.where(spike & settings["guard_skip"], 0.0, lr)
+    new_state = LearnedControllerState(
+        **owner.next_fields(state, lr, ok), inner_state=inner_state, guard=guard_state,
+        hidden=hidden,
+        loss_levels=restart(stepped.loss_levels, state.loss_levels),
+        best_level=restart(stepped.best_level, state.best_level),
+        grad_sq=restart(stepped.grad_sq, state.grad_sq),
+        prev_grad_sq=jnp.where(ok, grad_sq, state.prev_grad_sq),
+        cosine_avg=restart(stepped.cosine_avg, state.cosine_avg),
+        noise=restart(stepped.noise, state.noise),
+        stats_count=jnp.where(spike, 0, jnp.where(ok, stepped.stats_count, state.stats_count)),
+        inputs=jnp.where(ok, inputs, state.inputs),
+        # A cond, not a select: an ordinary update pays no O(params) choice.
+        prev_grad=jax.lax.cond(ok, lambda: updates, lambda: state.prev_grad))
+    return owner.step(direction, applied), new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+@v.checks_finite
+def learned_controller(optimizer_factory: Callable[..., optax.GradientTransformation], *,
+                       init_value: float, weights: Any = None, every: int = 1,
+                       min_value: float = 1e-8, max_value: float = 10.0,
+                       total_steps: Optional[int] = None, axis_name: Optional[str] = None,
+                       guard: bool = True, guard_factor: float = 4.0, guard_cut: float = 0.1,
+                       guard_nonfinite: int = 3, guard_skip: bool = True
+                       ) -> optax.GradientTransformationExtraArgs:
+  r"""A learned learning-rate controller: a small GRU sets the rate from the training signal.
+
+  Every ``every`` updates a gated recurrent unit (Cho et al. 2014) reads
+  twelve scale-free inputs computed in graph from the loss, the gradient, the
+  inner optimizer's direction and the parameters (``FEATURES``: the loss
+  trend at three time scales and its rise above its best level, the gradient
+  norm against its running average, the update-to-parameter norm ratio, the
+  cosine of successive gradients, a gradient-noise estimate, the progress
+  through ``total_steps`` when given, its own log-multiplier) and changes the
+  rate by a bounded step:
+
+  .. math::
+    (h_{k+1}, \Delta_k) = \mathrm{GRU}_\phi(h_k, x_k), \quad
+    |\Delta_k| \le 0.1, \quad
+    \alpha_{k+1} = \mathrm{clip}(\alpha_k e^{\Delta_k}, \alpha_{\min}, \alpha_{\max})
+
+  and the update is :math:`\alpha\, u_t` with :math:`u_t` the inner
+  optimizer's direction at learning rate 1. The weights :math:`\phi` shipped
+  with lrjax were meta-trained by evolution strategies on synthetic tasks only
+  (``lrjax.meta.meta_train``; ``docs/learned_controller.md`` is their card:
+  the task family, the command that reproduces them, the evaluation). The
+  spike guard, non-finite skipping and counting, saturating counters, float32
+  statistics and ``axis_name`` averaging are those of every stateful lrjax
+  schedule.
+
+  Args:
+    optimizer_factory: ``learning_rate -> optax.GradientTransformation`` (``optax.adamw``, ...).
+    init_value: the starting rate :math:`\alpha_0` > 0 (the controller is meant to
+      need no tuning: within a decade of a sensible value).
+    weights: ``None`` for the shipped weights, a path to an ``.npz`` written by
+      ``lrjax.meta.meta_train`` / ``save_weights``, or a dict of arrays.
+    every: decide every this many updates (>= 1); statistics still see every update.
+    min_value, max_value: the rate stays in ``[min_value, max_value]``.
+    total_steps: the planned number of updates, if known (an input of the
+      network: the progress); ``None`` works for any horizon.
+    axis_name: average the loss and the statistics over this mapped axis so
+      every replica decides alike.
+    guard, guard_factor, guard_cut, guard_nonfinite, guard_skip: the spike
+      guard (``lrjax._guard``), as in ``lrjax.hypergradient``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``; call
+    ``update(grads, state, params, value=loss)``. ``lrjax.current_lr`` reads the rate.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, lrjax
+    >>> tx = lrjax.learned_controller(optax.adam, init_value=1e-2, total_steps=100)
+    >>> params = jnp.ones(3)
+    >>> state = tx.init(params)
+    >>> loss_fn = lambda p: jnp.sum(p ** 2)
+    >>> for _ in range(100):
+    ...   loss, grads = jax.value_and_grad(loss_fn)(params)
+    ...   updates, state = tx.update(grads, state, params, value=loss)
+    ...   params = optax.apply_updates(params, updates)
+    >>> bool(loss_fn(params) < 0.1 * 3)
+    True
+
+  References:
+    Andrychowicz et al., `Learning to learn by gradient descent by gradient descent
+    <https://arxiv.org/abs/1606.04474>`_, NeurIPS 2016.
+    Xu et al., `Learning an Adaptive Learning Rate Schedule
+    <https://arxiv.org/abs/1909.09712>`_, 2019.
+    Metz et al., `VeLO: Training Versatile Learned Optimizers by Scaling Up
+    <https://arxiv.org/abs/2211.09760>`_, 2022.
+    Cho et al., `Learning Phrase Representations using RNN Encoder-Decoder
+    <https://arxiv.org/abs/1406.1078>`_, 2014.
+  """
+  fn = "learned_controller"
+  owner = LROwner.build(fn, optimizer_factory)
+  v.positive(fn, "init_value", init_value)
+  v.integer(fn, "every", every, 1)
+  v.positive(fn, "min_value", min_value)
+  v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
+  v.check(fn, "init_value", init_value,
+          lambda a: (a >= min_value) & (a <= max_value), "in [min_value, max_value]")
+  if total_steps is not None:
+    v.integer(fn, "total_steps", total_steps, 1)
+  if not isinstance(guard_skip, (bool, np.bool_)):
+    raise ValueError(f"lrjax.{fn}: guard_skip must be True or False, got "
+                     f"guard_skip={guard_skip!r}")
+  settings = dict(guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite),
+                  guard_skip=bool(guard_skip))
+  return controller(owner, load_weights(weights, fn), init_value=init_value, every=every,
+                    min_value=min_value, max_value=max_value, total_steps=total_steps,
+                    axis_name=axis_name, settings=settings)

@@ -1,0 +1,1 @@
+"""Package data: the learned controller's shipped weights (``learned_controller.npz``)."""
