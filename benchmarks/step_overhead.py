@@ -9,7 +9,9 @@ run, interleaved round by round so machine noise hits each alike:
   stateful schedule ``S`` (reduce_on_plateau, greedy, window_decay);
 - ``optax.chain(optax.adam(lr), optax.contrib.reduce_on_plateau())`` (Optax's own);
 - ``optax.chain(optax.adam(lr), lrjax.as_transform(reduce_on_plateau(1.0)))``;
-- ``lrjax.window_search(optax.adam, lr)``, whose probes are also reported.
+- ``lrjax.window_search(optax.adam, lr)``, whose probes are also reported;
+- ``lrjax.learned_controller(optax.adam, init_value=lr)`` (a decision every update,
+  and ``every=10``): the shipped GRU, and one stored copy of the previous gradient.
 
 Prints a Markdown table of the median and the best time per step over the rounds, each
 with its ratio to the anchor's median / best, and what one update compiles to on the
@@ -18,6 +20,7 @@ work behind a ``lax.cond`` is paid only at a decision and not counted there).
 
 Usage:
   python benchmarks/step_overhead.py [--params 2097152] [--steps 200] [--rounds 21]
+      [--only learned,hypergradient]
   # on a GPU: the same command; the header names the backend and the device
 """
 
@@ -62,6 +65,9 @@ def variants(window_steps: int):
       "optax.inject_hyperparams(adam), constant": inject(learning_rate=LR),
       "lrjax.window_search": lrjax.window_search(optax.adam, LR, window=window,
                                                  probe_steps=probe),
+      "lrjax.learned_controller": lrjax.learned_controller(optax.adam, init_value=LR),
+      "lrjax.learned_controller(every=10)": lrjax.learned_controller(optax.adam, init_value=LR,
+                                                                    every=10),
   }
 
 
@@ -102,9 +108,15 @@ def main() -> None:
   parser.add_argument("--params", type=int, default=2_097_152)
   parser.add_argument("--steps", type=int, default=200)
   parser.add_argument("--rounds", type=int, default=21)
+  parser.add_argument("--only", default="",
+                      help="comma-separated substrings: run only the variants whose name holds "
+                      "one (the anchor always runs)")
   args = parser.parse_args()
   runs, costs = {}, {}
+  wanted = [w for w in args.only.split(",") if w]
   for name, tx in variants(args.steps).items():
+    if wanted and "(anchor)" not in name and not any(w in name for w in wanted):
+      continue
     compiled, params, opt_state = make_run(tx, args.params, args.steps)
     costs[name] = step_cost(tx, params)
     runs[name] = [compiled, params, opt_state]

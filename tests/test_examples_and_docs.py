@@ -13,7 +13,8 @@ SMOKE_ARGS = {"schedule_sweep.py": ["--steps", "40"], "seed_cnn.py": ["--steps",
               "optax_chain.py": ["--steps", "30"], "flax_nnx.py": ["--steps", "20"],
               "multi_device.py": ["--steps", "20"], "checkpoint_resume.py": ["--steps", "50"],
               "lr_finder.py": ["--steps", "30"], "seed_keras_cnn.py": ["--epochs", "2"],
-              "multi_host.py": ["--num-processes", "2", "--steps", "60"]}
+              "multi_host.py": ["--num-processes", "2", "--steps", "60"],
+              "learned_controller.py": ["--steps", "100"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

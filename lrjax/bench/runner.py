@@ -24,7 +24,7 @@ import optax
 from lrjax.bench import report, tasks, unroll
 from lrjax.schedules._base import build_preset, preset_names
 from lrjax.stateful import StatefulSchedule
-from lrjax.transforms import hypergradient, window_search
+from lrjax.transforms import hypergradient, learned_controller, window_search
 
 SIGNALS = ("train", "val")
 RANK_BY = ("train_loss", "metric")
@@ -45,7 +45,7 @@ def _schedule(name: str, steps: int, peak: float, signal: str, evaluations: int)
   return schedule
 
 DEFAULT_SCHEDULES = ("constant", "cosine_decay", "warmup_cosine_decay", "wsd", "one_cycle",
-                     "reduce_on_plateau", "greedy", "optax.contrib.schedule_free_adamw")
+                     "reduce_on_plateau", "greedy", "learned", "optax.contrib.schedule_free_adamw")
 
 
 def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str = "train",
@@ -67,6 +67,8 @@ def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str 
       "window_search": lambda: window_search(
           adamw, peak, window=max(steps // 4, 3 * probe + 1), probe_steps=probe),
       "hypergradient": lambda: hypergradient(adamw, init_value=peak, hyper_lr=1e-7),
+      # Untuned: the shipped weights, started at the same rate as every adaptive method.
+      "learned": lambda: learned_controller(adamw, init_value=peak, total_steps=steps),
       "optax.warmup_cosine_decay_schedule": lambda: inject(
           optax.warmup_cosine_decay_schedule(0.0, peak, max(steps // 10, 1), steps)),
       "optax.contrib.reduce_on_plateau": lambda: optax.chain(
