@@ -105,11 +105,17 @@ def guard_step(state: GuardState, value: jax.Array, finite: jax.Array, *, factor
                     num_spikes=increment_if(state.num_spikes, triggered)), triggered
 
 
+def flag(fn: str, name: str, value: Any) -> bool:
+  """A True/False argument (``guard``, ``guard_skip``), checked."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"lrjax.{fn}: {name} must be True or False, got {name}={value!r}")
+  return bool(value)
+
+
 def guard_args(fn: str, guard: bool, guard_factor: Any, guard_cut: Any,
                guard_nonfinite: Any) -> dict[str, Any]:
   """The spike guard's arguments of a public constructor, checked: one place for all."""
-  if not isinstance(guard, (bool, np.bool_)):
-    raise ValueError(f"lrjax.{fn}: guard must be True or False, got guard={guard!r}")
+  flag(fn, "guard", guard)
   check_settings(fn, guard_factor, guard_cut, guard_nonfinite)
   return dict(guard=bool(guard), guard_factor=guard_factor, guard_cut=guard_cut,
               guard_nonfinite=int(guard_nonfinite))

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrjax import _validation as v
 from lrjax._guard import GUARD_DEFAULTS
 from lrjax.transforms import _learned
 from lrjax.transforms._lr_owner import LROwner
@@ -448,13 +449,6 @@ def _centered_ranks(x: np.ndarray) -> np.ndarray:
   return ranks / (len(x) - 1) - 0.5
 
 
-def _check(fn_name, **kw):
-  for name, (value, lo) in kw.items():
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-      raise ValueError(f"lrjax.{fn_name}: {name} must be an integer >= {lo}, "
-                       f"got {name}={value!r}")
-
-
 def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                learning_rate: float = 0.003, seed: int = 0, hidden_size: int = 16,
                lbfgs_steps: int = 150, imitation_runs: int = 24,
@@ -501,9 +495,12 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     2
   """
   fn = "meta_train"
-  _check(fn, iterations=(iterations, 0), pairs=(pairs, 1), hidden_size=(hidden_size, 1),
-         lbfgs_steps=(lbfgs_steps, 0), imitation_runs=(imitation_runs, 1),
-         checkpoint_every=(checkpoint_every, 1), validate_every=(validate_every, 0))
+  for name, value, lowest in (("iterations", iterations, 0), ("pairs", pairs, 1),
+                              ("hidden_size", hidden_size, 1), ("lbfgs_steps", lbfgs_steps, 0),
+                              ("imitation_runs", imitation_runs, 1),
+                              ("checkpoint_every", checkpoint_every, 1),
+                              ("validate_every", validate_every, 0)):
+    v.integer(fn, name, value, lowest)
   for name, value in (("sigma", sigma), ("learning_rate", learning_rate)):
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
       raise ValueError(f"lrjax.{fn}: {name} must be a finite number > 0, got {name}={value!r}")

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from lrjax import _validation as v
-from lrjax._guard import GuardState, guard_args, init_guard
+from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import all_finite, as_float, device_mean, vdot
 from lrjax.transforms._lr_owner import LROwner
 
@@ -102,10 +102,7 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
   v.positive(fn, "init_value", init_value)
   v.non_negative(fn, "hyper_lr", hyper_lr)
   v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
-  if not isinstance(guard_skip, bool):
-    raise ValueError(f"lrjax.{fn}: guard_skip must be True or False, got "
-                     f"guard_skip={guard_skip!r}")
-  settings = guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite)
+  settings = owner.guard_settings(guard, guard_factor, guard_cut, guard_nonfinite, guard_skip)
 
   def init_fn(params):
     return HypergradientState(**owner.init_fields(params, init_value),
@@ -128,8 +125,7 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     alpha = jnp.where(finite, alpha, state.lr)
     guard_state, spike = owner.spike(state.guard, extra_args.get("value"), finite, settings,
                                      axis_name)
-    alpha = jnp.where(spike, jnp.maximum(alpha * settings["guard_cut"], min_value), alpha)
-    applied = jnp.where(spike, 0.0, alpha) if guard_skip else alpha
+    alpha, applied = owner.after_spike(alpha, spike, settings, min_value)
     direction, inner_state = owner.direction(updates, state.inner_state, params, **extra_args)
     return owner.step(direction, applied), HypergradientState(
         **owner.next_fields(state, alpha, finite), inner_state=inner_state, guard=guard_state,

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from lrjax import _validation as v
-from lrjax._guard import GuardState, guard_args, init_guard
+from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import all_finite, as_float, counter, device_mean, increment_if
 from lrjax.transforms._lr_owner import LROwner
 
@@ -308,9 +308,8 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     hidden = jnp.where(ok, hidden, state.hidden)
     lr = jnp.where(ok, lr, state.lr)
     # A spike cuts the rate at once and restarts the statistics (the memory is kept).
-    lr = jnp.where(spike, jnp.maximum(lr * settings["guard_cut"], min_value), lr)
+    lr, applied = owner.after_spike(lr, spike, settings, min_value)
     restart = lambda new, old: jnp.where(ok & ~spike, new, jnp.where(spike, 0, old))  # noqa
-    applied = jnp.where(spike & settings["guard_skip"], 0.0, lr)
     new_state = LearnedControllerState(
         **owner.next_fields(state, lr, ok), inner_state=inner_state, guard=guard_state,
         hidden=hidden,
@@ -414,11 +413,7 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
           lambda a: (a >= min_value) & (a <= max_value), "in [min_value, max_value]")
   if total_steps is not None:
     v.integer(fn, "total_steps", total_steps, 1)
-  if not isinstance(guard_skip, (bool, np.bool_)):
-    raise ValueError(f"lrjax.{fn}: guard_skip must be True or False, got "
-                     f"guard_skip={guard_skip!r}")
-  settings = dict(guard_args(fn, guard, guard_factor, guard_cut, guard_nonfinite),
-                  guard_skip=bool(guard_skip))
+  settings = owner.guard_settings(guard, guard_factor, guard_cut, guard_nonfinite, guard_skip)
   return controller(owner, load_weights(weights, fn), init_value=init_value, every=every,
                     min_value=min_value, max_value=max_value, total_steps=total_steps,
                     axis_name=axis_name, settings=settings)

@@ -43,6 +43,12 @@ class LROwner:
     return dict(count=counter(), lr=as_float(lr), num_nonfinite=counter(),
                 inner_state=self.inner.init(params))
 
+  def guard_settings(self, guard: Any, guard_factor: Any, guard_cut: Any,
+                     guard_nonfinite: Any, guard_skip: Any) -> dict[str, Any]:
+    """The spike guard's arguments of an owner, checked (``guard_args`` + ``guard_skip``)."""
+    return dict(_guard.guard_args(self.fn, guard, guard_factor, guard_cut, guard_nonfinite),
+                guard_skip=_guard.flag(self.fn, "guard_skip", guard_skip))
+
   def require_params(self, params: Any, why: str) -> None:
     if params is None:
       raise ValueError(f"lrjax.{self.fn}: update needs params ({why})")
@@ -76,6 +82,15 @@ class LROwner:
                              factor=settings["guard_factor"],
                              nonfinite=settings["guard_nonfinite"],
                              smoothing=_guard.UPDATE_SMOOTHING)
+
+  @staticmethod
+  def after_spike(lr: jax.Array, spike: jax.Array, settings: dict[str, Any],
+                  min_value: Any) -> tuple[jax.Array, jax.Array]:
+    """``(rate kept, rate applied to this update)``: a spike cuts the rate by ``guard_cut``
+    (not below ``min_value``) and, with ``guard_skip``, applies 0 to the spiking update."""
+    lr = jax.numpy.where(spike, jax.numpy.maximum(lr * settings["guard_cut"], min_value), lr)
+    applied = jax.numpy.where(spike, 0.0, lr) if settings["guard_skip"] else lr
+    return lr, applied
 
   @staticmethod
   def next_fields(state: Any, lr: jax.Array, ok: jax.Array) -> dict[str, Any]:
