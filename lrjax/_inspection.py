@@ -203,7 +203,8 @@ def _logged_parts(node: Any):
                                "num_nonfinite": node.num_nonfinite,
                                "num_spikes": node.guard.num_spikes})], [node.inner_state]
   if isinstance(node, LearnedControllerState):
-    return [("learned_controller", {"lr": node.lr, "num_nonfinite": node.num_nonfinite,
+    return [("learned_controller", {"lr": node.lr, "ceiling": node.ceiling,
+                                    "num_nonfinite": node.num_nonfinite,
                                     "num_spikes": node.guard.num_spikes})], [node.inner_state]
   if isinstance(node, WindowSearchState):
     return [("window_search", {"lr": node.lr, "multiplier": node.multiplier,
@@ -231,7 +232,8 @@ def log_values(opt_state: Any, *, schedule: Any = None, prefix: str = "") -> dic
     guard's triggers), ``"/count"`` for each lrjax
     stateful schedule (``"reduce_on_plateau/scale"``; a second one of the same
     name gets ``"reduce_on_plateau_1/..."``);
-  - ``"hypergradient/..."`` and ``"window_search/..."`` for those transforms;
+  - ``"hypergradient/..."``, ``"window_search/..."`` and ``"learned_controller/..."`` (its
+    rate, its ceiling after spikes, the non-finite and spike counts) for those transforms;
   - ``"hyperparams/<name>"`` for the other hyperparameters of
     ``optax.inject_hyperparams`` (``weight_decay``, ``b1`` ...).
 

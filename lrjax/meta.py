@@ -32,7 +32,7 @@ ill-conditioned noisy quadratics, linear and logistic regression, MLPs of
 random width and activation (one or two hidden layers) and a small convnet on
 random teacher networks; batch sizes 8-64; horizons log-uniform over
 100-2,000 updates (the horizon given to the controller in half the runs);
-AdamW or SGD with momentum 0.9; a starting rate log-uniform over ±1.5 decades
+AdamW or SGD with momentum 0.9; a starting rate log-uniform over ±2 decades
 around a sensible value. **No real data set is ever used**: ``lrjax.tasks``
 are where the controller is judged.
 """
@@ -60,7 +60,7 @@ LOG_FLOOR = -10.0
 MIN_HORIZON, MAX_HORIZON = 100, 2000
 #: The rate the starting rates spread around (±``LR_SPREAD`` decades), per base optimizer.
 SENSIBLE_LR = {"adamw": 3e-3, "sgdm": 3e-2}
-LR_SPREAD = 1.5
+LR_SPREAD = 2.0
 OPTIMIZERS = tuple(SENSIBLE_LR)
 MAX_BATCH = 64
 DIM = 16

@@ -65,4 +65,4 @@ CASE_IDS = [c.id for c in CASES]
 SCHEDULE_CASES = [c for c in CASES if c.schedule is not None]
 
 # Fields of an lrjax state that hold parameter-like trees (their dtype follows the params).
-PARAM_LIKE = ("inner_state", "snapshot_params", "snapshot_inner", "prev_direction", "prev_grad")
+PARAM_LIKE = ("inner_state", "snapshot_params", "snapshot_inner", "prev_direction")

@@ -102,17 +102,76 @@ def test_first_decision_reads_the_documented_inputs():
   # Levels all start at the loss: no trend, no rise above the best, loss = level.
   for k in ("trend_fast", "trend_slow", "above_best", "loss_vs_level", "grad_norm"):
     assert x[k] == 0.0, k
-  # |lr * u| / |p| = 0.1 * 10 / 5 = 0.2 -> log10(0.2) + 3.
-  np.testing.assert_allclose(x["update_ratio"], np.log10(0.2) + 3, rtol=1e-6)
+  # No step seen yet: the update ratio is 0 (its neutral value), as are the gradient pair's.
+  assert x["update_ratio"] == 0.0
   assert x["cosine"] == 0.0 and x["cosine_avg"] == 0.0 and x["noise"] == 0.0
   assert x["progress"] == 0.0 and x["has_horizon"] == 1.0 and x["log_multiplier"] == 0.0
-  # Update 2 with the same gradient: cosine 1, noise level 0.9 * 0.5 + 0.1 * 0 - 0.5.
-  _, state = tx.update(grads, state, params, value=jnp.sum(params ** 2))
+  # Update 2 after the step -a (6, 8), a the rate of update 1: params (3, 4)(1 - 2a), so
+  # |step| / |params| = 10 a / (5 (1 - 2a)); the gradient points the same way: cosine 1;
+  # with c = 1 - 2a, |g|^2 = 100 c^2 and g.g_prev = 100 c, so the noise is
+  # (100 + 100 c^2 - 200 c) / (100 + 100 c^2), smoothed from 0.5 with weight 0.1.
+  a = float(state.lr)
+  c = 1 - 2 * a
+  params = optax.apply_updates(params, _)
+  np.testing.assert_allclose(np.asarray(params), [3 * c, 4 * c], rtol=1e-6)
+  _, state = tx.update(2 * params, state, params, value=jnp.sum(params ** 2))
   x = dict(zip(L.FEATURES, np.asarray(state.inputs)))
+  np.testing.assert_allclose(x["update_ratio"], np.log10(10 * a / (5 * c)) + 3, rtol=1e-5)
   np.testing.assert_allclose(x["cosine"], 1.0, rtol=1e-6)
   np.testing.assert_allclose(x["cosine_avg"], 0.1, rtol=1e-6)
-  np.testing.assert_allclose(x["noise"], 0.45 - 0.5, rtol=1e-5)
+  np.testing.assert_allclose(x["noise"], 0.9 * 0.5 + 0.1 * (1 - c) ** 2 / (1 + c ** 2) - 0.5,
+                             rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(x["grad_norm"], np.log(100 * c ** 2)
+                             - np.log(0.9 * 100 + 0.1 * 100 * c ** 2), rtol=1e-5)
   np.testing.assert_allclose(x["progress"], 0.1, rtol=1e-6)
+
+
+def test_the_sample_is_exact_for_small_trees_and_close_for_large_ones():
+  """sample(x) . sample(y) = x . y up to SAMPLE_SIZE elements; a few % off beyond."""
+  rng = np.random.default_rng(0)
+  small = {"a": rng.normal(size=(30, 40)), "b": rng.normal(size=7)}
+  other = {"a": rng.normal(size=(30, 40)), "b": rng.normal(size=7)}
+  exact = sum(np.vdot(small[k], other[k]) for k in small)
+  np.testing.assert_allclose(float(L.sample(small) @ L.sample(other)), exact, rtol=1e-5)
+  # 2M coordinates in three leaves; y = 0.5 x + noise: cosine 0.447; the sample reads ~8k.
+  big = {"w": rng.normal(size=(1000, 2000)), "b": np.ones(5000), "c": rng.normal(size=77)}
+  noisy = {k: 0.5 * v + rng.normal(size=v.shape) for k, v in big.items()}
+  dot = lambda a, b: sum(float(np.vdot(a[k], b[k])) for k in a)  # noqa: E731
+  cosine = dot(big, noisy) / np.sqrt(dot(big, big) * dot(noisy, noisy))
+  s, t = L.sample(big), L.sample(noisy)
+  assert s.shape[0] < 1.01 * L.SAMPLE_SIZE + 3
+  np.testing.assert_allclose(float(s @ t / jnp.sqrt((s @ s) * (t @ t))), cosine, atol=0.02)
+  np.testing.assert_allclose(float(s @ s), dot(big, big), rtol=0.03)
+  # A matrix is read in every column and every row, not in a few columns (its stride, about
+  # 2M / 8k = 256, is moved off the row length's factors).
+  strided = L.sample({"w": np.arange(1024 * 2048.0).reshape(1024, 2048)})
+  index = (np.asarray(strided, np.float64) / np.sqrt(1024 * 2048 / strided.shape[0])).round()
+  index = index.astype(np.int64)
+  assert len(set(index % 2048)) == 2048 and len(set(index // 2048)) == 1024
+
+
+def test_a_spike_caps_the_rate_below_the_one_that_spiked():
+  """After the guard's cut the network may raise the rate again, but not past sqrt(cut)
+  times the rate that spiked (a GRU that always raises, at +0.1 a step)."""
+  up = {k: jnp.zeros_like(v) for k, v in _random_weights().items()}
+  up["b_out"] = jnp.asarray(10.0)  # delta = 0.1 tanh(10): always up
+  tx = lrjax.learned_controller(optax.sgd, init_value=0.1, weights=up)
+  params = jnp.asarray([1.0, -1.0])
+  state = tx.init(params)
+  loss_fn = lambda p: 50 * jnp.sum(p ** 2)  # noqa: E731  SGD diverges above 0.02
+  rates, spikes = [], []
+  for _ in range(120):
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    before = float(state.lr)
+    updates, state = tx.update(grads, state, params, value=loss)
+    params = optax.apply_updates(params, updates)
+    if int(state.guard.num_spikes) > len(spikes):
+      spikes.append(before)
+    rates.append(float(state.lr))
+  assert spikes, "the guard never fired"
+  np.testing.assert_allclose(float(state.ceiling), min(spikes) * np.sqrt(0.1), rtol=1e-5)
+  assert max(rates[rates.index(min(rates)):]) <= float(state.ceiling) * (1 + 1e-6)
+  assert np.isfinite(float(loss_fn(params))) and float(loss_fn(params)) < 100
 
 
 def test_every_decides_only_on_multiples():

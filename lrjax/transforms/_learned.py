@@ -1,15 +1,22 @@
 """The learned learning-rate controller: a small GRU reads the training signal and sets the rate.
 
 The network, its inputs and its weights file live here; ``lrjax.meta`` trains
-the weights. Everything the controller computes is a handful of scalars per
-update in graph, except one stored copy of the previous gradient (for the
-cosine of successive gradients and the gradient-noise estimate).
+the weights. The gradient and parameter statistics the inputs need are all
+scale-free ratios, so they are read from a fixed sample of at most about
+``SAMPLE_SIZE`` coordinates (``sample``; every coordinate when the model is
+that small): the state is scalars and two such samples, and an update reads
+the sample, not the model, so the controller costs a few dozen scalar
+operations per update at any model size. (An earlier version read the whole
+gradient and kept a copy of it; a ``lax.cond`` around that work does not
+help: XLA copies a buffer updated in place that a conditional reads, on every
+update.)
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import io
+import math
 import os
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -20,7 +27,7 @@ import optax
 
 from lrjax import _validation as v
 from lrjax._guard import GuardState, init_guard
-from lrjax._numerics import all_finite, as_float, counter, device_mean, increment_if
+from lrjax._numerics import as_float, counter, device_mean, increment_if, vdot
 from lrjax.transforms._lr_owner import LROwner
 
 #: The inputs of the network, in order (see ``features``).
@@ -36,12 +43,15 @@ GRAD_SMOOTHING = 0.9
 MAX_LOG_STEP = 0.1
 #: Every input is clipped to [-FEATURE_CLIP, FEATURE_CLIP].
 FEATURE_CLIP = 5.0
+#: About this many coordinates of the gradient and the parameters are read per update
+#: (``sample``); all of them when the model has at most this many.
+SAMPLE_SIZE = 8192
 WEIGHT_KEYS = ("w_input", "w_hidden", "bias", "w_out", "b_out")
 SHIPPED = "learned_controller.npz"
 
 
 class LearnedControllerState(NamedTuple):
-  """State of ``learned_controller`` (all scalars but ``inner_state`` and ``prev_grad``).
+  """State of ``learned_controller`` (scalars, the GRU's memory, two samples, ``inner_state``).
 
   Attributes:
     count: updates so far (saturating).
@@ -53,12 +63,15 @@ class LearnedControllerState(NamedTuple):
     loss_levels: the loss smoothed with ``LOSS_SMOOTHING``, shape ``(3,)``.
     best_level: the lowest middle level since the statistics last (re)started.
     grad_sq: the smoothed squared gradient norm.
-    prev_grad_sq: the squared norm of ``prev_grad``.
+    prev_grad_sq: the squared norm of the gradient in ``grad_sample`` (0: none yet).
     cosine_avg: the smoothed cosine of successive gradients.
     noise: the smoothed :math:`\\|g_t - g_{t-1}\\|^2 / (\\|g_t\\|^2 + \\|g_{t-1}\\|^2)`.
     stats_count: finite updates since the statistics last (re)started (saturating).
     inputs: the network's inputs at the last decision (``FEATURES``), for logging.
-    prev_grad: the previous finite gradient (one copy of params).
+    ceiling: the highest rate allowed: ``max_value``, lowered by each spike
+      to :math:`\\sqrt{\\text{guard\\_cut}}` times the rate that spiked.
+    grad_sample: ``sample`` of the previous finite gradient.
+    param_sample: ``sample`` of the parameters at that update.
   """
   count: jax.Array  # shape=(), dtype=int32.
   lr: jax.Array  # shape=(), dtype=float32.
@@ -74,7 +87,9 @@ class LearnedControllerState(NamedTuple):
   noise: jax.Array  # shape=(), dtype=float32.
   stats_count: jax.Array  # shape=(), dtype=int32.
   inputs: jax.Array  # shape=(NUM_FEATURES,), dtype=float32: the network's last inputs.
-  prev_grad: Any  # like params.
+  ceiling: jax.Array  # shape=(), dtype=float32.
+  grad_sample: jax.Array  # shape=(about SAMPLE_SIZE,), dtype=float32.
+  param_sample: jax.Array  # like grad_sample.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +116,12 @@ def init_weights(key: jax.Array, hidden_size: int = 16, scale: float = 0.1) -> d
 
 
 def _dot(a, b):
-  return jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
+  """``a @ b`` for a vector ``a`` as a multiply and a sum: float32 on every backend (no
+  matmul, so no TF32), and fused into one small kernel rather than a library call."""
+  a = jnp.asarray(a)
+  if jnp.ndim(b) == 1:
+    return jnp.sum(a * b)
+  return jnp.sum(a[:, None] * b, axis=0)
 
 
 def gru_step(weights: dict[str, Any], hidden: jax.Array, x: jax.Array
@@ -139,8 +159,58 @@ def _safe_log(x):
   return jnp.log(jnp.maximum(x, 1e-30))
 
 
+def _sample_plan(shapes: list[tuple[int, ...]], size: int) -> list[tuple[int, int]]:
+  """``(stride, count)`` per leaf: every coordinate when the tree has at most ``size``,
+  else a share of ``size`` proportional to the leaf's size, read at a stride prime to its
+  last dimension (so a matrix is not sampled in a few columns only)."""
+  sizes = [math.prod(shape) for shape in shapes]
+  total = sum(sizes)
+  plan = []
+  for n, shape in zip(sizes, shapes):
+    if total <= size or n == 0:
+      plan.append((1, n))
+      continue
+    stride = max(1, n // max(1, round(size * n / total)))
+    last = shape[-1] if shape else 1
+    while stride > 1 and math.gcd(stride, last) != 1:
+      stride += 1
+    plan.append((stride, -(-n // stride)))
+  return plan
+
+
+def sample(tree: Any, size: int = SAMPLE_SIZE) -> jax.Array:
+  r"""A fixed sample of a tree's coordinates, weighted so its inner products estimate the tree's.
+
+  Leaf :math:`\ell` with :math:`n_\ell` elements contributes every
+  :math:`s_\ell`-th of its (flattened) elements, :math:`m_\ell = \lceil n_\ell /
+  s_\ell \rceil` of them, times :math:`\sqrt{n_\ell / m_\ell}`; the strides give
+  each leaf a share of ``size`` proportional to :math:`n_\ell`. So for two trees
+  of one structure
+
+  .. math::
+    \mathrm{sample}(x) \cdot \mathrm{sample}(y) \approx x \cdot y,
+
+  exactly when the tree has at most ``size`` elements (then every stride is 1).
+  The same coordinates are read at every call, so successive gradients are
+  compared coordinate by coordinate. Reading the sample is a strided slice:
+  about ``size`` elements, whatever the model's size.
+
+  Args:
+    tree: a tree of arrays.
+    size: the coordinates to read, about.
+
+  Returns:
+    A float32 vector (its length depends only on the tree's shapes).
+  """
+  leaves = jax.tree.leaves(tree)
+  plan = _sample_plan([tuple(jnp.shape(x)) for x in leaves], size)
+  parts = [jnp.ravel(x)[::stride].astype(jnp.float32) * np.float32(math.sqrt(x.size / count))
+           for x, (stride, count) in zip(leaves, plan) if count]
+  return jnp.concatenate(parts) if parts else jnp.zeros((0,), jnp.float32)
+
+
 def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
-             cosine: jax.Array, update_sq: jax.Array, param_sq: jax.Array, lr: jax.Array,
+             cosine: jax.Array, step_sq: jax.Array, param_sq: jax.Array, lr: jax.Array,
              init_value: Any, total_steps: Optional[int]) -> jax.Array:
   """The network's inputs (``FEATURES``) after the statistics saw this update.
 
@@ -153,7 +223,7 @@ def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
   and log(lr / init_value).
   """
   fast, mid, slow = state.loss_levels[0], state.loss_levels[1], state.loss_levels[2]
-  ratio = jnp.sqrt(update_sq / jnp.maximum(param_sq, 1e-30)) * lr
+  ratio = jnp.sqrt(step_sq / jnp.maximum(param_sq, 1e-30))
   horizon = as_float(0.0 if total_steps is None else total_steps)
   known = horizon > 0
   progress = jnp.where(known, jnp.minimum(as_float(state.count) / jnp.where(known, horizon, 1.0),
@@ -163,7 +233,8 @@ def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
       _symlog_rel(fast, mid), _symlog_rel(mid, slow), _symlog_rel(mid, state.best_level),
       _symlog_rel(loss, mid),
       _safe_log(grad_sq) - _safe_log(state.grad_sq),
-      jnp.where(param_sq > 0, jnp.log10(jnp.maximum(ratio, 1e-30)) + 3.0, 0.0),
+      jnp.where((param_sq > 0) & (step_sq >= 0), jnp.log10(jnp.maximum(ratio, 1e-30)) + 3.0,
+                0.0),
       cosine, state.cosine_avg, state.noise - 0.5, progress, has,
       _safe_log(lr) - jnp.log(as_float(init_value))]).astype(jnp.float32)
   return jnp.clip(jnp.where(jnp.isfinite(x), x, 0.0), -FEATURE_CLIP, FEATURE_CLIP)
@@ -239,16 +310,19 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
   """
   policy = gru_step if policy is None else policy
   hidden_size = weights["w_hidden"].shape[0]
+  root_cut = float(np.sqrt(settings["guard_cut"])) if settings["guard"] else 1.0
 
   def init_fn(params):
     zero = as_float(0.0)
+    empty = jnp.zeros_like(sample(params))
     return LearnedControllerState(
         **owner.init_fields(params, init_value), guard=init_guard(),
         hidden=jnp.zeros((hidden_size,), zero.dtype), loss_levels=jnp.zeros((3,), zero.dtype),
         best_level=jnp.zeros_like(zero), grad_sq=jnp.zeros_like(zero),
         prev_grad_sq=jnp.zeros_like(zero), cosine_avg=jnp.zeros_like(zero),
         noise=jnp.zeros_like(zero), stats_count=counter(),
-        inputs=jnp.zeros((NUM_FEATURES,), zero.dtype), prev_grad=jax.tree.map(jnp.zeros_like, params))
+        inputs=jnp.zeros((NUM_FEATURES,), zero.dtype), ceiling=as_float(max_value),
+        grad_sample=empty, param_sample=jnp.zeros_like(empty))
 
   def update_fn(updates, state, params=None, **extra_args):
     owner.require_params(params, "the update-to-parameter ratio reads them")
@@ -256,35 +330,39 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     if value is None:
       raise ValueError("lrjax.learned_controller: update needs the loss: "
                        "tx.update(grads, state, params, value=loss)")
-    grads_finite = all_finite(updates)
+    raw_loss = as_float(value)
+    if raw_loss.ndim != 0:
+      raise ValueError("lrjax.learned_controller: value must be a scalar loss, got shape "
+                       f"{raw_loss.shape}")
     direction, inner_state = owner.direction(updates, state.inner_state, params, **extra_args)
-    # One collective for every statistic (the loss mean, norms and inner products).
-    flat = lambda t: jax.tree.map(as_float, t)  # noqa: E731
-    g, gp, u, p = flat(updates), flat(state.prev_grad), flat(direction), flat(params)
-    stats = device_mean(jnp.stack([
-        as_float(value).reshape(()), optax.tree.vdot(g, g), optax.tree.vdot(g, gp),
-        optax.tree.vdot(u, u), optax.tree.vdot(p, p)]), axis_name)
-    loss, grad_sq, cross, update_sq, param_sq = (stats[i] for i in range(5))
-    ok = grads_finite & jnp.isfinite(loss) & jnp.all(jnp.isfinite(stats))
-    guard_state, spike = owner.spike(state.guard, loss, grads_finite, settings, None)
+    # Every statistic from the samples, in one collective: the loss, g·g, θ·θ, g·g_prev
+    # and |θ_t − θ_{t−1}|² (the last update's step).
+    g, p = sample(updates), sample(params)
+    step = p - state.param_sample
+    stats = device_mean(jnp.stack([raw_loss, _dot(g, g), _dot(p, p), _dot(g, state.grad_sample),
+                                   _dot(step, step)]), axis_name)
+    loss, grad_sq, param_sq, cross, step_sq = (stats[i] for i in range(5))
+    ok = jnp.all(jnp.isfinite(stats[:3]))
+    guard_state, spike = owner.spike(state.guard, loss, jnp.isfinite(grad_sq), settings, None)
 
     # Running statistics (where this update is finite).
     started = state.stats_count > 0
+    have_prev = state.prev_grad_sq > 0
     betas = jnp.asarray(LOSS_SMOOTHING, jnp.float32)
     levels = jnp.where(started, betas * state.loss_levels + (1 - betas) * loss,
                        jnp.full((3,), loss, jnp.float32))
     best = jnp.where(started, jnp.minimum(state.best_level, levels[1]), levels[1])
-    have_prev = started & (state.prev_grad_sq > 0)
     norms = jnp.sqrt(grad_sq * state.prev_grad_sq)
-    cosine = jnp.where(have_prev & (norms > 0), cross / jnp.where(norms > 0, norms, 1.0), 0.0)
+    cosine = jnp.where(have_prev & (norms > 0),
+                       jnp.clip(cross / jnp.where(norms > 0, norms, 1.0), -1.0, 1.0), 0.0)
     denom = grad_sq + state.prev_grad_sq
-    noise_now = jnp.where(denom > 0, (denom - 2 * cross) / jnp.where(denom > 0, denom, 1.0),
+    noise_now = jnp.where(denom > 0, jnp.clip((denom - 2 * cross)
+                                              / jnp.where(denom > 0, denom, 1.0), 0.0, 2.0),
                           1.0)
     b = GRAD_SMOOTHING
     stepped = state._replace(
         loss_levels=levels, best_level=best,
         grad_sq=jnp.where(started, b * state.grad_sq + (1 - b) * grad_sq, grad_sq),
-        prev_grad_sq=grad_sq,
         cosine_avg=jnp.where(have_prev, b * state.cosine_avg + (1 - b) * cosine,
                              state.cosine_avg),
         noise=jnp.where(have_prev, b * state.noise + (1 - b) * noise_now,
@@ -292,8 +370,8 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         stats_count=increment_if(state.stats_count))
 
     def decide(_):
-      x = features(stepped, loss, grad_sq, cosine, update_sq, param_sq, state.lr, init_value,
-                   total_steps)
+      x = features(stepped, loss, grad_sq, cosine, jnp.where(have_prev, step_sq, -1.0),
+                   param_sq, state.lr, init_value, total_steps)
       hidden = jnp.zeros_like(state.hidden) if reset_hidden else state.hidden
       new_hidden, delta = policy(weights, hidden, x)
       return new_hidden, state.lr * jnp.exp(delta), x
@@ -301,13 +379,17 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     keep = lambda _: (state.hidden, state.lr, state.inputs)  # noqa: E731
     if every == 1:
       hidden, lr, inputs = decide(None)
-    else:
+    else:  # the GRU only at a decision (the statistics are a few scalars: every update)
       at = (optax.safe_increment(state.count) % every) == 0
       hidden, lr, inputs = jax.lax.cond(at, decide, keep, None)
-    lr = jnp.clip(lr, min_value, max_value)
+    lr = jnp.clip(lr, min_value, state.ceiling)
     hidden = jnp.where(ok, hidden, state.hidden)
     lr = jnp.where(ok, lr, state.lr)
-    # A spike cuts the rate at once and restarts the statistics (the memory is kept).
+    # A spike cuts the rate at once, caps it for good below the rate that spiked
+    # (sqrt(guard_cut) times it: the cut undone at most halfway, in log) and restarts the
+    # statistics (the memory is kept).
+    ceiling = jnp.where(spike, jnp.maximum(jnp.minimum(state.ceiling, state.lr * root_cut),
+                                           min_value), state.ceiling)
     lr, applied = owner.after_spike(lr, spike, settings, min_value)
     restart = lambda new, old: jnp.where(ok & ~spike, new, jnp.where(spike, 0, old))  # noqa
     new_state = LearnedControllerState(
@@ -316,13 +398,14 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         loss_levels=restart(stepped.loss_levels, state.loss_levels),
         best_level=restart(stepped.best_level, state.best_level),
         grad_sq=restart(stepped.grad_sq, state.grad_sq),
-        prev_grad_sq=jnp.where(ok, grad_sq, state.prev_grad_sq),
+        prev_grad_sq=jnp.where(ok, grad_sq, 0.0),  # a non-finite update is no "previous"
         cosine_avg=restart(stepped.cosine_avg, state.cosine_avg),
         noise=restart(stepped.noise, state.noise),
         stats_count=jnp.where(spike, 0, jnp.where(ok, stepped.stats_count, state.stats_count)),
-        inputs=jnp.where(ok, inputs, state.inputs),
-        # A cond, not a select: an ordinary update pays no O(params) choice.
-        prev_grad=jax.lax.cond(ok, lambda: updates, lambda: state.prev_grad))
+        inputs=jnp.where(ok, inputs, state.inputs), ceiling=ceiling,
+        # Stored as they are (a select would cost more than it saves): prev_grad_sq = 0 marks
+        # a non-finite one, which the next update does not read.
+        grad_sample=g, param_sample=p)
     return owner.step(direction, applied), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -339,21 +422,29 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   r"""A learned learning-rate controller: a small GRU sets the rate from the training signal.
 
   Every ``every`` updates a gated recurrent unit (Cho et al. 2014) reads
-  twelve scale-free inputs computed in graph from the loss, the gradient, the
-  inner optimizer's direction and the parameters (``FEATURES``: the loss
-  trend at three time scales and its rise above its best level, the gradient
-  norm against its running average, the update-to-parameter norm ratio, the
-  cosine of successive gradients, a gradient-noise estimate, the progress
-  through ``total_steps`` when given, its own log-multiplier) and changes the
-  rate by a bounded step:
+  twelve scale-free inputs computed in graph from the loss, the gradient and
+  the parameters (``FEATURES``: the loss trend at three time scales and its
+  rise above its best level, the gradient norm against its running average,
+  the last step's norm over the parameters' norm, the cosine of successive
+  gradients, a gradient-noise estimate, the progress through ``total_steps``
+  when given, its own log-multiplier) and changes the rate by a bounded step:
 
   .. math::
     (h_{k+1}, \Delta_k) = \mathrm{GRU}_\phi(h_k, x_k), \quad
     |\Delta_k| \le 0.1, \quad
-    \alpha_{k+1} = \mathrm{clip}(\alpha_k e^{\Delta_k}, \alpha_{\min}, \alpha_{\max})
+    \alpha_{k+1} = \mathrm{clip}(\alpha_k e^{\Delta_k}, \alpha_{\min}, c_k)
 
   and the update is :math:`\alpha\, u_t` with :math:`u_t` the inner
-  optimizer's direction at learning rate 1. The weights :math:`\phi` shipped
+  optimizer's direction at learning rate 1. The gradient and parameter
+  statistics are ratios, so they are read from a fixed sample of about
+  ``SAMPLE_SIZE`` coordinates (``sample``; all of them in a smaller model):
+  an update costs a few dozen scalar operations at any model size, and the
+  state holds no copy of the parameters. The ceiling :math:`c` starts at
+  :math:`\alpha_{\max}`; when the spike guard fires at rate :math:`\alpha`
+  it cuts the rate to ``guard_cut`` :math:`\cdot\,\alpha` and lowers the
+  ceiling to :math:`\sqrt{\text{guard\_cut}}\,\alpha` for the rest of the
+  run, so the network may undo at most half the cut (in log) and never returns
+  to a rate that blew up. The weights :math:`\phi` shipped
   with lrjax were meta-trained by evolution strategies on synthetic tasks only
   (``lrjax.meta.meta_train``; ``docs/learned_controller.md`` is their card:
   the task family, the command that reproduces them, the evaluation). The
@@ -367,14 +458,16 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
       need no tuning: within a decade of a sensible value).
     weights: ``None`` for the shipped weights, a path to an ``.npz`` written by
       ``lrjax.meta.meta_train`` / ``save_weights``, or a dict of arrays.
-    every: decide every this many updates (>= 1); statistics still see every update.
+    every: decide every this many updates (>= 1); the statistics see every update
+      (they are scalars), the network runs only at a decision.
     min_value, max_value: the rate stays in ``[min_value, max_value]``.
     total_steps: the planned number of updates, if known (an input of the
       network: the progress); ``None`` works for any horizon.
     axis_name: average the loss and the statistics over this mapped axis so
       every replica decides alike.
     guard, guard_factor, guard_cut, guard_nonfinite, guard_skip: the spike
-      guard (``lrjax._guard``), as in ``lrjax.hypergradient``.
+      guard (``lrjax._guard``), as in ``lrjax.hypergradient``, plus the ceiling
+      above (none with ``guard=False``).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; call
