@@ -79,5 +79,8 @@ def test_processes_agree_resume_and_equal_one_process(two_processes, name, mode,
   if jax.device_count() < 8:
     pytest.skip("the one-process reference needs 8 devices")
   reference, _ = worker.run_case(name, mode, str(tmp_path))
+  # Sums split over 8 devices round differently from one device's: a statistic that is a
+  # difference of such sums (the learned controller's cosine of successive gradients, 0.1 here
+  # from terms of order 1) differs by a few float32 ulps of its terms, ~1e-6.
   for a, b in zip(straight0, reference):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=3e-6)
