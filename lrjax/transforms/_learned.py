@@ -27,7 +27,7 @@ import optax
 
 from lrjax import _validation as v
 from lrjax._guard import GuardState, init_guard
-from lrjax._numerics import as_float, counter, device_mean, increment_if, vdot
+from lrjax._numerics import as_float, counter, device_mean, increment_if
 from lrjax.transforms._lr_owner import LROwner
 
 #: The inputs of the network, in order (see ``features``).
