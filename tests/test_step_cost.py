@@ -60,3 +60,29 @@ def test_a_scalar_schedule_adds_few_kernels_to_its_optimizer():
     cost = _cost(optax.inject_hyperparams(optax.sgd)(learning_rate=make()))
     # 13-18 measured without the spike guard, 17-22 with it (guard=True, the default).
     assert cost.kernels - anchor <= 24, (make(), cost.kernels, anchor)
+
+
+def _big_cost(tx):
+  """One update on 65,536 + 256 parameters (more than the controller's sample), the loss
+  returned as a training step returns it; a reduce over >= 65,536 elements is O(params)."""
+  params = {"w": jnp.ones((256, 256)), "b": jnp.ones(256)}
+
+  def step(params, state):
+    loss, grads = jax.value_and_grad(lambda p: 0.5 * jnp.sum(p["w"] ** 2) + jnp.sum(p["b"]))(
+        params)
+    updates, state = tx.update(grads, state, params, value=loss)
+    return optax.apply_updates(params, updates), state, loss
+  return per_step_cost(step, params, tx.init(params), large=256 * 256)
+
+
+def test_the_learned_controller_makes_no_pass_over_the_model():
+  """Its statistics come from a sample of ~8k coordinates: the only O(params) reduction of an
+  update is the loss's own, as for the bare optimizer; hypergradient's g.u shows as one more
+  (the counter has teeth)."""
+  anchor = _big_cost(optax.with_extra_args_support(optax.sgd(0.1))).large_reductions
+  assert anchor == 1  # the loss
+  for every in (1, 10):
+    cost = _big_cost(lrjax.learned_controller(optax.sgd, init_value=0.1, every=every))
+    assert cost.large_reductions == anchor and cost.large_selects == 0, (every, cost)
+  hyper = _big_cost(lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=1e-3))
+  assert hyper.large_reductions == anchor + 1, hyper

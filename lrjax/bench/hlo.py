@@ -41,6 +41,8 @@ class StepCost:
     instructions: HLO instructions executed on every call (inside fusions too).
     whiles: ``while`` loops on that path.
     large_selects: ``select``s whose result has at least ``large`` elements.
+    large_reductions: ``reduce``s over an operand of at least ``large`` elements (a norm
+      or an inner product over the parameters: an O(params) pass), fused ones included.
     conditionals: ``conditional``s on that path (decision work behind them is not counted).
     decision_instructions: instructions inside conditional branches (paid only when taken).
     collectives: cross-device collectives (all-reduce ...) on every call.
@@ -54,6 +56,7 @@ class StepCost:
   decision_instructions: int
   collectives: int = 0
   collective_bytes: int = 0
+  large_reductions: int = 0
 
 
 def _bytes(shape: str) -> int:
@@ -68,6 +71,25 @@ def _size(shape: str) -> int:
   if not dims:
     return 1
   return max(math.prod(int(d) for d in group.split(",") if d) if group else 1 for group in dims)
+
+
+_NAME = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=")
+
+
+def _first_operand(op: str, line: str) -> str:
+  """The name of an instruction's first operand (``reduce(%mul.0, ...)`` -> ``mul.0``)."""
+  rest = line[line.index(op + "(") + len(op) + 1:]
+  return re.split(r"[,)]", rest, maxsplit=1)[0].strip().split()[-1].lstrip("%") if rest else ""
+
+
+def _large_reductions(instructions: list[tuple[str, str, str]], large: int) -> int:
+  shapes = {}
+  for _, shape, line in instructions:
+    name = _NAME.match(line)
+    if name:
+      shapes[name.group(1)] = shape
+  return sum(op == "reduce" and _size(shapes.get(_first_operand(op, line), "")) >= large
+             for op, _, line in instructions)
 
 
 def parse(hlo: str) -> tuple[str, dict[str, list[tuple[str, str, str]]]]:
@@ -95,7 +117,8 @@ def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024,
   Args:
     fn: the function (one training update).
     *args: example arguments.
-    large: a ``select`` of at least this many elements counts as an O(params) select.
+    large: a ``select`` of at least this many elements counts as an O(params) select,
+      a ``reduce`` over at least this many as an O(params) reduction.
     donate: donate every argument, as a training step does (state passed through is
       then aliased, not copied).
   """
@@ -130,4 +153,5 @@ def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024,
       conditionals=sum(op == "conditional" for op, _, _ in ops),
       decision_instructions=sum(len(computations[n]) for n in decision - always),
       collectives=sum(op in _COLLECTIVES for op, _, _ in ops),
-      collective_bytes=sum(_bytes(shape) for op, shape, _ in ops if op in _COLLECTIVES))
+      collective_bytes=sum(_bytes(shape) for op, shape, _ in ops if op in _COLLECTIVES),
+      large_reductions=sum(_large_reductions(computations[n], large) for n in always))
