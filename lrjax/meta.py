@@ -52,6 +52,7 @@ import optax
 
 from lrjax import _validation as v
 from lrjax._guard import GUARD_DEFAULTS
+from lrjax.bench.runner import Progress
 from lrjax.transforms import _learned
 from lrjax.transforms._lr_owner import LROwner
 
@@ -578,7 +579,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
 
   if validate_every and not resumed:
     validate(0)
-  bar = _Bar(iterations - first, progress and iterations > first)
+  # The bar on a terminal only: off one, the validation lines are the log.
+  bar = Progress(iterations - first, enabled=progress and iterations > first, lines=False)
   for i in range(first, iterations):
     d = draw(np.random.default_rng([seed, 2, i]), structures)
     eps = np.asarray(jax.random.normal(jax.random.PRNGKey(seed * 1_000_003 + i),
@@ -593,44 +595,18 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                                       adam_state)
     theta = np.asarray(new_theta)
     history.append(float(np.mean(losses)))
-    bar.advance(float(np.mean(history[-25:])))
+    bar.begin(f"meta-train: meta-loss {float(np.mean(history[-25:])):.4f}")
+    bar.finish("")
     if validate_every and (i + 1) % validate_every == 0:
       validate(i + 1)
     if checkpoint is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == iterations):
       save(i + 1)
-  bar.close()
   as_dict = lambda t: {k: np.asarray(x) for k, x in flat.unflat(jnp.asarray(t)).items()}  # noqa
   chosen = best if val_history else {"theta": theta, "iteration": iterations}
   return MetaTrainResult(weights=as_dict(chosen["theta"]), history=history,
                          lbfgs_history=lbfgs_history, validation=val_history,
                          wall_time=time.perf_counter() - start, iterations=iterations,
                          final_weights=as_dict(theta), best_iteration=int(chosen["iteration"]))
-
-
-class _Bar:
-  """A progress bar with the running meta-loss (``rich`` on a terminal, else silent)."""
-
-  def __init__(self, total, enabled):
-    self._bar = None
-    import sys
-    if enabled and sys.stderr.isatty():
-      try:
-        from rich import progress as rp
-      except ImportError:
-        return
-      self._bar = rp.Progress(rp.TextColumn("meta-train"), rp.BarColumn(),
-                              rp.MofNCompleteColumn(), rp.TextColumn("{task.description}"),
-                              rp.TimeElapsedColumn(), rp.TimeRemainingColumn())
-      self._task = self._bar.add_task("", total=total)
-      self._bar.start()
-
-  def advance(self, meta_loss):
-    if self._bar is not None:
-      self._bar.update(self._task, advance=1, description=f"meta-loss {meta_loss:.4f}")
-
-  def close(self):
-    if self._bar is not None:
-      self._bar.stop()
 
 
 save_weights = _learned.save_weights

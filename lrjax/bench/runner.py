@@ -83,10 +83,11 @@ def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str 
 
 class Progress:
   """Progress over ``total`` runs on stderr: a ``rich`` bar with elapsed time and ETA on a
-  terminal, one plain line per run otherwise (logs, CI), nothing when disabled."""
+  terminal, one plain line per run otherwise (logs, CI; none with ``lines=False``), nothing
+  when disabled. ``lrjax compare`` and ``lrjax meta-train`` both show it."""
 
-  def __init__(self, total: int, enabled: bool = True, stream=None):
-    self.total, self.enabled, self.done = total, enabled, 0
+  def __init__(self, total: int, enabled: bool = True, stream=None, lines: bool = True):
+    self.total, self.enabled, self.done, self.lines = total, enabled, 0, lines
     self.stream = stream if stream is not None else sys.stderr
     self.start = time.perf_counter()
     self._bar = None
@@ -117,7 +118,7 @@ class Progress:
       if self.done == self.total:
         self._bar.update(self._task, description="done")
         self._bar.stop()
-    elif self.enabled:
+    elif self.enabled and self.lines:
       elapsed = time.perf_counter() - self.start
       eta = elapsed / self.done * (self.total - self.done)
       self.stream.write(f"[{self.done}/{self.total}] {label} done; elapsed {elapsed:.0f} s, "

@@ -27,7 +27,7 @@ import optax
 
 from lrjax import _validation as v
 from lrjax._guard import GuardState, init_guard
-from lrjax._numerics import as_float, counter, device_mean, increment_if
+from lrjax._numerics import as_float, counter, device_mean, increment_if, read_value
 from lrjax.transforms._lr_owner import LROwner
 
 #: The inputs of the network, in order (see ``features``).
@@ -330,10 +330,7 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     if value is None:
       raise ValueError("lrjax.learned_controller: update needs the loss: "
                        "tx.update(grads, state, params, value=loss)")
-    raw_loss = as_float(value)
-    if raw_loss.ndim != 0:
-      raise ValueError("lrjax.learned_controller: value must be a scalar loss, got shape "
-                       f"{raw_loss.shape}")
+    raw_loss, _ = read_value(value, None, "lrjax.learned_controller")  # averaged below
     direction, inner_state = owner.direction(updates, state.inner_state, params, **extra_args)
     # Every statistic from the samples, in one collective: the loss, g·g, θ·θ, g·g_prev
     # and |θ_t − θ_{t−1}|² (the last update's step).
