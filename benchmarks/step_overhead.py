@@ -11,12 +11,14 @@ run, interleaved round by round so machine noise hits each alike:
 - ``optax.chain(optax.adam(lr), lrjax.as_transform(reduce_on_plateau(1.0)))``;
 - ``lrjax.window_search(optax.adam, lr)``, whose probes are also reported;
 - ``lrjax.learned_controller(optax.adam, init_value=lr)`` (a decision every update,
-  and ``every=10``): the shipped GRU; its gradient statistics only around decisions.
+  and ``every=10``): the shipped GRU; its statistics from a fixed sample of the gradient and the parameters.
 
 Prints a Markdown table of the median and the best time per step over the rounds, each
 with its ratio to the anchor's median / best, and what one update compiles to on the
-path every call runs (``lrjax.bench.hlo``: kernels, while loops, O(params) selects;
-work behind a ``lax.cond`` is paid only at a decision and not counted there).
+path every call runs, on donated buffers as the scan runs it (``lrjax.bench.hlo``:
+kernels, the kernels and copies over a parameter-sized buffer, while loops, O(params)
+selects, fused or not; work behind a ``lax.cond`` is paid only at a decision and not
+counted there).
 
 Usage:
   python benchmarks/step_overhead.py [--params 2097152] [--steps 200] [--rounds 21]
@@ -75,30 +77,35 @@ def _loss(params):
   return 0.5 * jnp.mean(params["w"] ** 2) + 0.5 * jnp.mean(params["b"] ** 2)
 
 
-def step_cost(tx, params):
-  """The per-call path of one update (``lrjax.bench.hlo``)."""
+def _step(tx):
+  """One training update as the timed scan runs it (the gradient depends on the loss)."""
   def step(params, opt_state):
     loss, grads = jax.value_and_grad(_loss)(params)
+    # The gradient depends on the loss, as in a network (the backward pass starts from
+    # the forward pass's result). Without it, the toy loss's gradient needs no forward
+    # pass, and XLA copies the parameters on every update of a variant whose update does
+    # not read the loss (its forward pass and its in-place update are unordered), and
+    # not of one that does: a 35% difference that is no cost of the variant.
+    grads = jax.tree.map(lambda g: g * (1.0 + 0.0 * loss), grads)
     updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    return optax.apply_updates(params, updates), opt_state
-  return per_step_cost(step, params, tx.init(params), large=min(params["b"].size, 1024))
+    return optax.apply_updates(params, updates), opt_state, loss
+  return step
+
+
+def step_cost(tx, params):
+  """The per-call path of one update on donated buffers, as the scan runs it
+  (``lrjax.bench.hlo``)."""
+  return per_step_cost(_step(tx), params, tx.init(params), large=params["b"].size ** 2,
+                       donate=True)
 
 
 def make_run(tx, n_params: int, steps: int):
-  loss_fn = _loss
+  step = _step(tx)
 
   def train(params, opt_state):
     def body(carry, _):
-      params, opt_state = carry
-      loss, grads = jax.value_and_grad(loss_fn)(params)
-      # The gradient depends on the loss, as in a network (the backward pass starts from
-      # the forward pass's result). Without it, the toy loss's gradient needs no forward
-      # pass, and XLA copies the parameters on every update of a variant whose update
-      # does not read the loss (its forward pass and its in-place update are unordered),
-      # and not of one that does: a 35% difference that is no cost of the variant.
-      grads = jax.tree.map(lambda g: g * (1.0 + 0.0 * loss), grads)
-      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-      return (optax.apply_updates(params, updates), opt_state), loss
+      params, opt_state, loss = step(*carry)
+      return (params, opt_state), loss
     (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), None, length=steps)
     return params, opt_state, losses[-1]
 
@@ -144,13 +151,15 @@ def main() -> None:
         f"backend {jax.default_backend()} ({device.device_kind}), {platform.machine()}; "
         f"{n:,} parameters, {args.steps} steps a scan, median of {args.rounds} interleaved rounds")
   print("| variant | ms / step (median) | ratio (median) | ms / step (best) | ratio (best) | "
-        "kernels / update | while loops | O(params) selects |")
-  print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        "kernels / update | O(params) kernels | O(params) copies | while loops | "
+        "O(params) selects |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
   for name, ts in times.items():
     med, best = statistics.median(ts), min(ts)
     c = costs[name]
     print(f"| {name} | {1e3 * med:.3f} | {med / anchor:.3f} | {1e3 * best:.3f} | "
-          f"{best / anchor_min:.3f} | {c.kernels} | {c.whiles} | {c.large_selects} |")
+          f"{best / anchor_min:.3f} | {c.kernels} | {c.large_kernels} | {c.large_copies} | "
+          f"{c.whiles} | {c.large_selects} |")
   window, probe = window_search_shape(args.steps)
   print(f"\nwindow_search: window={window}, probe_steps={probe}, 3 candidates: "
         f"{3 * probe / window:.0%} of updates are probes whose progress is rolled back "

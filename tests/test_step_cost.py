@@ -33,7 +33,36 @@ OBJECTS = every_stateful_object()  # the one list, plus weight decay and the ave
 def test_no_loop_and_no_params_sized_select_outside_decisions(name):
   cost = _cost(OBJECTS[name](None))
   assert cost.whiles == 0, cost
-  assert cost.large_selects == 0, cost
+  if name != "window_search":  # its selects ride on the optimizer's own passes: see below
+    assert cost.large_selects == 0, cost
+
+
+def _passes(tx, n=256):
+  """A training step on donated buffers (as a scan or a donating jit runs it), the gradient
+  depending on the loss as in a network: the step's O(params) kernels and copies."""
+  params = {"w": jnp.ones((n, n)), "b": jnp.ones(n)}
+
+  def step(params, state):
+    loss, grads = jax.value_and_grad(lambda p: 0.5 * jnp.sum(p["w"] ** 2) +
+                                     0.5 * jnp.sum(p["b"] ** 2))(params)
+    grads = jax.tree.map(lambda g: g * (1.0 + 0.0 * loss), grads)
+    updates, state = tx.update(grads, state, params, value=loss)
+    return optax.apply_updates(params, updates), state, loss
+  cost = per_step_cost(step, params, tx.init(params), large=n * n, donate=True)
+  return cost.large_kernels, cost.large_copies
+
+
+@pytest.mark.parametrize("inner", ["adam", "adamw", "sgd", "sgd_momentum", "lion"])
+def test_window_search_makes_the_passes_of_its_optimizer_and_no_more(inner):
+  """Snapshot, probe guard and rollback add no pass over the parameters and no copy of them to
+  an update: the restore and the guard are selects fused into the passes the optimizer and
+  the caller's update make anyway, the snapshot is taken behind a conditional. (The version
+  with the restore behind a conditional made one more pass and XLA copied the inner state
+  on every update: 3.5x per update at 2 M parameters.)"""
+  make = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "lion": optax.lion,
+          "sgd_momentum": lambda lr: optax.sgd(lr, momentum=0.9)}[inner]
+  bare = _passes(make(0.1))
+  assert _passes(lrjax.window_search(make, 0.1, window=20, probe_steps=3)) == bare, bare
 
 
 def test_window_decay_pays_its_t_test_only_at_decisions():

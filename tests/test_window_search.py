@@ -58,12 +58,38 @@ def test_probes_start_from_the_snapshot_and_roll_back_exactly():
 def test_inner_state_rolls_back_with_the_parameters():
   tx = lrjax.window_search(lambda lr: optax.sgd(lr, momentum=0.9), 0.01, window=20,
                            probe_steps=3, candidates=(1.0, 2.0))
-  p0 = jnp.array([1.0, 2.0])
-  _, _, trace = run(tx, p0, 7, record=True)
-  inner0 = trace[1][1].snapshot_inner
-  for k in (3, 6):  # after each rollback
-    chex.assert_trees_all_close(trace[k][1].inner_state, inner0)
+  p0 = jnp.array([1.0, -2.0])
+  _, _, trace = run(tx, p0, 8, record=True)
+  first = trace[1][1].inner_state  # one momentum step from the snapshot, at p0
+  for k in (3, 6):  # after each rollback (updates 2 and 5) ...
+    assert int(trace[k][1].phase) == ROLLBACK
     chex.assert_trees_all_close(trace[k][0], p0)
+    # ... the next update starts from the snapshot's inner state: at p0 again, its momentum
+    # is the first update's, not the probe's (which had accumulated two more steps).
+    chex.assert_trees_all_close(trace[k + 1][1].inner_state, first)
+    assert not np.allclose(np.asarray(trace[k][1].inner_state[0].trace),
+                           np.asarray(first[0].trace))
+
+
+def test_a_probe_with_non_finite_gradients_is_disqualified_and_rolled_back_exactly():
+  """A NaN gradient at a finite loss: the probe's update entries are zeroed, so the parameters
+  stay finite and the rollback exact; its momentum went NaN, so at its end it scores +inf."""
+  tx = lrjax.window_search(lambda lr: optax.sgd(lr, momentum=0.9), 0.05, window=20,
+                           probe_steps=3, candidates=(2.0, 1.0))
+  params = p0 = jnp.array([1.0, -2.0])
+  state = tx.init(params)
+  step = jax.jit(lambda g, s, p, v: tx.update(g, s, p, value=v))
+  for k in range(7):
+    grads = params
+    if k == 0:  # the first candidate (x2, the better one on this quadratic) sees NaN once
+      grads = jnp.array([jnp.nan, 1.0])
+    updates, state = step(grads, state, params, quadratic(params))
+    params = optax.apply_updates(params, updates)
+    assert np.all(np.isfinite(np.asarray(params)))
+    if k in (2, 5):
+      np.testing.assert_array_equal(np.asarray(params), np.asarray(p0))
+  assert np.isinf(float(state.scores[0])) and int(state.winner) == 1
+  assert int(state.num_nonfinite) == 1
 
 
 def test_too_small_a_rate_grows_and_too_large_shrinks():

@@ -43,6 +43,11 @@ class StepCost:
     large_selects: ``select``s whose result has at least ``large`` elements.
     large_reductions: ``reduce``s over an operand of at least ``large`` elements (a norm
       or an inner product over the parameters: an O(params) pass), fused ones included.
+    large_kernels: kernels (as in ``kernels``, conditionals left out) whose result has at
+      least ``large`` elements: the passes over parameter-sized buffers, the memory traffic
+      of an update.
+    large_copies: ``copy``s of at least ``large`` elements on that path (XLA's buffer
+      assignment inserts them where an in-place update would overwrite a buffer still read).
     conditionals: ``conditional``s on that path (decision work behind them is not counted).
     decision_instructions: instructions inside conditional branches (paid only when taken).
     collectives: cross-device collectives (all-reduce ...) on every call.
@@ -57,6 +62,8 @@ class StepCost:
   collectives: int = 0
   collective_bytes: int = 0
   large_reductions: int = 0
+  large_kernels: int = 0
+  large_copies: int = 0
 
 
 def _bytes(shape: str) -> int:
@@ -145,6 +152,7 @@ def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024,
   ops = [op for name in always for op in computations[name]]
   kernels = sum(op not in _PLUMBING for name in always - fused
                 for op, _, _ in computations[name])
+  unfused = [(op, shape) for name in always - fused for op, shape, _ in computations[name]]
   return StepCost(
       kernels=kernels,
       instructions=len(ops),
@@ -154,4 +162,7 @@ def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024,
       decision_instructions=sum(len(computations[n]) for n in decision - always),
       collectives=sum(op in _COLLECTIVES for op, _, _ in ops),
       collective_bytes=sum(_bytes(shape) for op, shape, _ in ops if op in _COLLECTIVES),
-      large_reductions=sum(_large_reductions(computations[n], large) for n in always))
+      large_reductions=sum(_large_reductions(computations[n], large) for n in always),
+      large_kernels=sum(op not in _PLUMBING | {"conditional"} and _size(shape) >= large
+                        for op, shape in unfused),
+      large_copies=sum(op == "copy" and _size(shape) >= large for op, shape in unfused))

@@ -23,8 +23,9 @@ class WindowSearchState(NamedTuple):
   Attributes:
     count: updates so far (saturating).
     lr: the learning rate of the most recent update (the probed one during a probe).
-    num_nonfinite: non-finite values (or probe updates) seen.
-    inner_state: the inner optimizer's state.
+    num_nonfinite: non-finite losses seen, and probes that ended with a non-finite inner state.
+    inner_state: the inner optimizer's state (after a rollback, ``phase == 2``, the abandoned
+      probe's: the next update starts from ``snapshot_inner``).
     multiplier: the chosen multiplier of ``base``; compounds window after window.
     phase: what the most recent update was: 0 train, 1 probe, 2 rollback (no step taken).
     snapshot_params: the parameters at the window's start (one extra copy).
@@ -97,29 +98,39 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
   multiple :math:`m_i` of the current learning rate :math:`\eta = \text{base}(t)
   \cdot M` is probed for ``probe_steps`` updates from that same snapshot: the
   first ``probe_steps - 1`` updates train at :math:`m_i \eta`, the last emits
-  the update that restores the snapshot (``snapshot - params``) and the inner
-  state is restored with it. The ``probe_steps`` losses each probe saw are fit
+  the update that restores the snapshot (``snapshot - params``), and the next
+  update starts from the snapshot's inner state. The ``probe_steps`` losses each probe saw are fit
   by :math:`c + a e^{-b\tau}` (least squares over a grid of rates ``b``) and
   forecast to the window's end, :math:`\tau = W - n P`, not scored by the raw
   last loss, which favours small rates (short-horizon bias, Wu et al. 2018).
   The best forecast wins: :math:`M \leftarrow M m_{i^*}`, and the rest of the
-  window trains at :math:`\text{base}(t) \cdot M`. A candidate whose loss or
-  update is not finite scores :math:`+\infty` (its update is dropped so the
-  rollback stays exact); if all do, the smallest multiple wins.
+  window trains at :math:`\text{base}(t) \cdot M`. A candidate that goes
+  non-finite scores :math:`+\infty` (below); if all do, the smallest multiple wins.
 
   Cost: ``len(candidates) * probe_steps / window`` of the updates are probes
-  whose progress is discarded (30% with the defaults), one extra copy of the
-  parameters and of the inner state, and O(params) copies only at a window's
-  start and at each probe's end. It pays when the best learning rate is unknown or
+  whose progress is discarded (30% with the defaults), and one extra copy of the
+  parameters and of the inner state. It pays when the best learning rate is unknown or
   drifts over training by more than the overhead costs, e.g. a base far off
   (it moves by a factor ``max(candidates)`` per window) or a long run where a
   fixed schedule would be mistuned; on a well-tuned schedule it costs its
   probe fraction. Rollback is exact up to float rounding (exact where a
-  parameter moved less than a factor 2 from the snapshot). The snapshot, the
-  probe guard, the restore and the forecast each run behind a ``lax.cond``
-  only where they are needed, so a training update between them costs the
-  inner optimizer's update and a few scalar operations. Non-finite updates
-  outside probes are not filtered (wrap in ``optax.apply_if_finite`` for that).
+  parameter moved less than a factor 2 from the snapshot). An update makes the
+  passes over the parameters that the inner optimizer and the caller's
+  ``apply_updates`` make anyway, and no copy of them (read from the compiled
+  program and held by a test): the snapshot is taken behind a ``lax.cond`` at a
+  window's start; the rollback and the restore of the inner state are selects
+  with a scalar predicate inside those passes, so an update reads the snapshot
+  (one read per parameter and per inner-state element) but writes nothing more.
+  The inner state is restored one update late: after a rollback,
+  ``state.inner_state`` still holds the abandoned probe's, and the next update
+  starts from ``state.snapshot_inner``.
+
+  Non-finite values: a probe whose loss is non-finite, or whose inner state is
+  non-finite at its end (a non-finite gradient stays in a moment estimate), scores
+  :math:`+\infty`; a probe's non-finite update entries are zeroed, so the parameters
+  stay finite and the rollback exact (an inner optimizer without state, plain SGD,
+  shows a non-finite gradient only through the loss). Non-finite updates outside
+  probes are not filtered (wrap in ``optax.apply_if_finite`` for that).
 
   The inner optimizer is ``optimizer_factory(1.0)``: its update is a direction
   that the learning rate scales (true of ``optax.sgd``, ``adam``, ``adamw``,
@@ -190,33 +201,51 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     c = jnp.minimum(k // p, n - 1)
     j = k % p
     at_start = k == 0
-    # Every O(params) piece sits behind a lax.cond, so an ordinary training update pays for
-    # none of them: the snapshot is taken at a window's start, a probe's update is checked
-    # only during probes, the restore happens at a probe's end, the forecast at the search's.
-    snap_params, snap_inner = jax.lax.cond(
-        at_start, lambda: (params, state.inner_state),
-        lambda: (state.snapshot_params, state.snapshot_inner))
+    rollback = in_probe & (j == p - 1)
+    # What an ordinary update costs is decided by XLA's buffers, not by the arithmetic. A
+    # conditional that passes a parameter-sized value through, or reads one that the update
+    # then overwrites in place, makes XLA copy it on every update, taken or not; so does a
+    # select after the inner optimizer (XLA recomputes its new state in the parameters' pass
+    # from a buffer already overwritten). The version with the restore and the probe guard
+    # in conditionals cost 3.5x per update at 2 M parameters on the CPU. Here:
+    # - one conditional reads those buffers, only at a window's start (the snapshot) and at
+    #   a probe's end (did the probe leave a non-finite inner state? a non-finite gradient
+    #   stays in a moment estimate: that candidate then scores +inf, like a non-finite loss);
+    # - the restore of the inner state is a select before the inner optimizer reads it, one
+    #   update late (the update after a rollback starts from the snapshot);
+    # - the rollback of the parameters and the probe guard are selects in the update's pass.
+    def visit():
+      take = lambda now, kept: jnp.where(at_start, now, kept)  # noqa: E731
+      return (jax.tree.map(take, params, state.snapshot_params),
+              jax.tree.map(take, state.inner_state, state.snapshot_inner),
+              at_start | all_finite(state.inner_state))
+
+    snap_params, snap_inner, probe_ok = jax.lax.cond(
+        at_start | rollback, visit,
+        lambda: (state.snapshot_params, state.snapshot_inner, jnp.asarray(True)))
+    # The barrier makes the inner update (which overwrites the inner state in place) and the
+    # caller's parameter update wait for the conditional, so XLA need not copy what it reads.
 
     lr = as_float(base(state.count)) * state.multiplier * jnp.where(in_probe, multiples[c], 1.0)
-    direction, stepped_inner = owner.direction(updates, state.inner_state, params, value=value,
-                                               **extra_args)
+    # A rollback restores the inner state one update late: the update after it starts from
+    # the snapshot. Selecting before the inner optimizer reads its state keeps its new state
+    # the value it writes in place (a select after it made XLA recompute that value in the
+    # parameters' pass from a buffer already overwritten, so it copied it every update).
+    restore = state.phase == ROLLBACK
+    inner_in = jax.tree.map(lambda s, x: jnp.where(restore, s, x), snap_inner,
+                            state.inner_state)
+    direction, inner_state = owner.direction(updates, inner_in, params, value=value,
+                                             **extra_args)
     stepped = owner.step(direction, lr)
-
-    def guarded():  # a probe's non-finite update is dropped, so the rollback stays exact
-      ok = all_finite(stepped)
-      return (optax.tree.where(ok, stepped, jax.tree.map(jnp.zeros_like, stepped)),
-              optax.tree.where(ok, stepped_inner, state.inner_state), ok)
-
-    stepped, stepped_inner, step_ok = jax.lax.cond(
-        in_probe, guarded, lambda: (stepped, stepped_inner, jnp.asarray(True)))
-
-    seen = jnp.where(finite & step_ok, loss, jnp.inf)
+    seen = jnp.where(finite & probe_ok, loss, jnp.inf)
     probe_losses = jnp.where(in_probe, state.probe_losses.at[c, j].set(seen), state.probe_losses)
-    rollback = in_probe & (j == p - 1)
-    out_updates, inner_state = jax.lax.cond(
-        rollback, lambda: (jax.tree.map(lambda s, x: (s - x).astype(x.dtype), snap_params,
-                                        params), snap_inner),
-        lambda: (stepped, stepped_inner))
+    # A probe must end exactly where it started: its non-finite update entries are zeroed
+    # (elementwise, in the update's own pass), so the parameters stay finite.
+    out_updates = jax.tree.map(
+        lambda s, x, u: jnp.where(
+            rollback, (s - x).astype(u.dtype),
+            jnp.where(in_probe & ~jnp.isfinite(u), jnp.zeros_like(u), u)),
+        snap_params, params, stepped)
     branch = jnp.where(rollback, ROLLBACK, jnp.where(in_probe, PROBE, TRAIN))
 
     decide = rollback & (c == n - 1)
@@ -228,7 +257,7 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
 
     scores, winner = jax.lax.cond(decide, search, lambda: (state.scores, state.winner))
     new_state = WindowSearchState(
-        **owner.next_fields(state, lr, finite & step_ok), inner_state=inner_state,
+        **owner.next_fields(state, lr, finite & probe_ok), inner_state=inner_state,
         multiplier=jnp.where(decide, state.multiplier * multiples[winner], state.multiplier),
         phase=branch.astype(jnp.int32), snapshot_params=snap_params, snapshot_inner=snap_inner,
         probe_losses=probe_losses, scores=scores, winner=winner)
