@@ -203,7 +203,7 @@ def _logged_parts(node: Any):
                                "num_nonfinite": node.num_nonfinite,
                                "num_spikes": node.guard.num_spikes})], [node.inner_state]
   if isinstance(node, LearnedControllerState):
-    return [("learned_controller", {"lr": node.lr, "ceiling": node.ceiling,
+    return [("learned_controller", {"lr": node.lr, "rate": node.rate, "ceiling": node.ceiling,
                                     "num_nonfinite": node.num_nonfinite,
                                     "num_spikes": node.guard.num_spikes})], [node.inner_state]
   if isinstance(node, WindowSearchState):

@@ -286,7 +286,7 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
     updates, new_state = tx.update(grads, state, params, value=loss)
     if trace:
       xs = xs.at[t].set(new_state.inputs)
-      ds = ds.at[t].set(jnp.log(new_state.lr / state.lr))
+      ds = ds.at[t].set(jnp.log(new_state.rate / state.rate))
     return (optax.apply_updates(params, updates), new_state,
             total + _log_ratio(loss, ref), xs, ds)
 

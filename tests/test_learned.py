@@ -200,6 +200,28 @@ def test_the_spike_guard_cuts_a_rate_far_too_high():
   assert int(state.guard.num_spikes) >= 1 and lrs[-1] <= 0.01 + 1e-9
 
 
+@pytest.mark.parametrize("kwargs,ramp", [
+    (dict(total_steps=40), [1 / 4, 2 / 4, 3 / 4, 1, 1, 1]),  # a tenth of total_steps
+    (dict(total_steps=40, warmup_steps=2), [1 / 2, 1, 1, 1, 1, 1]),
+    (dict(total_steps=40, warmup_steps=0), [1] * 6),
+    (dict(), [1] * 6),  # no horizon, no warmup
+])
+def test_the_warmup_ramps_the_applied_rate_outside_the_network(kwargs, ramp):
+  """A network that never moves the rate: the update is -0.1 min(1, (t+1)/W) g, the
+  network's own rate stays 0.1, and current_lr reads what was applied."""
+  zero = {k: jnp.zeros_like(v) for k, v in _random_weights().items()}
+  tx = lrjax.learned_controller(optax.sgd, init_value=0.1, weights=zero, **kwargs)
+  params = jnp.asarray([1.0, -2.0])
+  state = tx.init(params)
+  for want in ramp:
+    grads = 2 * params
+    updates, state = tx.update(grads, state, params, value=jnp.sum(params ** 2))
+    np.testing.assert_allclose(np.asarray(updates), -0.1 * want * np.asarray(grads), rtol=1e-6)
+    np.testing.assert_allclose(float(lrjax.current_lr(state)), 0.1 * want, rtol=1e-6)
+    assert float(state.rate) == np.float32(0.1)
+    params = optax.apply_updates(params, updates)
+
+
 def test_update_needs_the_loss_and_the_params():
   tx = lrjax.learned_controller(optax.sgd, init_value=0.01, weights=_random_weights())
   params = jnp.ones(2)
@@ -218,6 +240,9 @@ def test_update_needs_the_loss_and_the_params():
     (dict(init_value=0.1, min_value=0.5, max_value=0.2), "max_value must be >= min_value"),
     (dict(init_value=20.0), "init_value must be in \\[min_value, max_value\\]"),
     (dict(init_value=0.1, total_steps=0), "total_steps must be an integer >= 1"),
+    (dict(init_value=0.1, warmup_steps=-1), "warmup_steps must be an integer >= 0"),
+    (dict(init_value=0.1, warmup_steps=2.5), "warmup_steps must be an integer >= 0"),
+    (dict(init_value=0.1, warmup_steps=True), "warmup_steps must be an integer >= 0"),
     (dict(init_value=0.1, guard_skip="yes"), "guard_skip must be True or False"),
     (dict(init_value=0.1, guard_factor=1.0), "guard_factor must be > 1"),
     (dict(init_value=float("nan")), "init_value must be"),

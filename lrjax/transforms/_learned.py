@@ -55,7 +55,8 @@ class LearnedControllerState(NamedTuple):
 
   Attributes:
     count: updates so far (saturating).
-    lr: the learning rate of the most recent update (``init_value`` at first).
+    lr: the learning rate of the most recent update: ``rate`` times the warmup's ramp
+      (``init_value`` at first).
     num_nonfinite: updates whose gradients or loss were not finite (rate kept).
     inner_state: the inner optimizer's state.
     guard: the spike guard's scalars; ``num_spikes`` counts the spikes caught.
@@ -72,6 +73,8 @@ class LearnedControllerState(NamedTuple):
       to :math:`\\sqrt{\\text{guard\\_cut}}` times the rate that spiked.
     grad_sample: ``sample`` of the previous finite gradient.
     param_sample: ``sample`` of the parameters at that update.
+    rate: the network's rate :math:`\\alpha` (what it decides on; ``lr`` is it
+      times the warmup's ramp).
   """
   count: jax.Array  # shape=(), dtype=int32.
   lr: jax.Array  # shape=(), dtype=float32.
@@ -90,6 +93,7 @@ class LearnedControllerState(NamedTuple):
   ceiling: jax.Array  # shape=(), dtype=float32.
   grad_sample: jax.Array  # shape=(about SAMPLE_SIZE,), dtype=float32.
   param_sample: jax.Array  # like grad_sample.
+  rate: jax.Array  # shape=(), dtype=float32.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,16 +301,24 @@ def load_weights(source: Any = None, fn: str = "learned_controller") -> dict[str
 # ---------------------------------------------------------------------------------------------
 # The transform.
 
+def warmup_ramp(count: jax.Array, warmup_steps: Any) -> jax.Array:
+  """:math:`\\min(1, (t + 1) / W)` at update :math:`t` (0-based) of a warmup of :math:`W`
+  updates; 1 throughout when :math:`W = 0`."""
+  w = as_float(warmup_steps)
+  return jnp.where(w > 0, jnp.minimum(1.0, (as_float(count) + 1.0) / jnp.maximum(w, 1.0)), 1.0)
+
+
 def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, every: int,
                min_value: Any, max_value: Any, total_steps: Optional[int],
                axis_name: Optional[str], settings: dict[str, Any], reset_hidden: bool = False,
-               policy: Callable[..., Any] = None) -> optax.GradientTransformationExtraArgs:
+               policy: Callable[..., Any] = None, warmup_steps: Any = 0
+               ) -> optax.GradientTransformationExtraArgs:
   """The transform without argument checks (``learned_controller`` checks; meta-training
   builds it with traced weights, starting rate and ``total_steps``, 0 for unknown).
 
   ``policy(weights, hidden, inputs) -> (hidden, Δ)`` replaces the GRU (``gru_step``)
   for a hand-made rule; ``reset_hidden`` zeroes the memory before every decision
-  (an ablation).
+  (an ablation). ``warmup_steps`` 0: no warmup (meta-training's setting).
   """
   policy = gru_step if policy is None else policy
   hidden_size = weights["w_hidden"].shape[0]
@@ -322,7 +334,7 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         prev_grad_sq=jnp.zeros_like(zero), cosine_avg=jnp.zeros_like(zero),
         noise=jnp.zeros_like(zero), stats_count=counter(),
         inputs=jnp.zeros((NUM_FEATURES,), zero.dtype), ceiling=as_float(max_value),
-        grad_sample=empty, param_sample=jnp.zeros_like(empty))
+        grad_sample=empty, param_sample=jnp.zeros_like(empty), rate=as_float(init_value))
 
   def update_fn(updates, state, params=None, **extra_args):
     owner.require_params(params, "the update-to-parameter ratio reads them")
@@ -368,12 +380,12 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
 
     def decide(_):
       x = features(stepped, loss, grad_sq, cosine, jnp.where(have_prev, step_sq, -1.0),
-                   param_sq, state.lr, init_value, total_steps)
+                   param_sq, state.rate, init_value, total_steps)
       hidden = jnp.zeros_like(state.hidden) if reset_hidden else state.hidden
       new_hidden, delta = policy(weights, hidden, x)
-      return new_hidden, state.lr * jnp.exp(delta), x
+      return new_hidden, state.rate * jnp.exp(delta), x
 
-    keep = lambda _: (state.hidden, state.lr, state.inputs)  # noqa: E731
+    keep = lambda _: (state.hidden, state.rate, state.inputs)  # noqa: E731
     if every == 1:
       hidden, lr, inputs = decide(None)
     else:  # the GRU only at a decision (the statistics are a few scalars: every update)
@@ -381,16 +393,20 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
       hidden, lr, inputs = jax.lax.cond(at, decide, keep, None)
     lr = jnp.clip(lr, min_value, state.ceiling)
     hidden = jnp.where(ok, hidden, state.hidden)
-    lr = jnp.where(ok, lr, state.lr)
+    lr = jnp.where(ok, lr, state.rate)
     # A spike cuts the rate at once, caps it for good below the rate that spiked
     # (sqrt(guard_cut) times it: the cut undone at most halfway, in log) and restarts the
     # statistics (the memory is kept).
     ceiling = jnp.where(spike, jnp.maximum(jnp.minimum(state.ceiling, state.lr * root_cut),
                                            min_value), state.ceiling)
     lr, applied = owner.after_spike(lr, spike, settings, min_value)
+    # The warmup ramps what is applied, outside the network (which decides on its own rate):
+    # the first update of a run at a rate far too high can wreck a model for good (a CNN's
+    # ReLUs die) before any statistic has seen it.
+    ramp = warmup_ramp(state.count, warmup_steps)
     restart = lambda new, old: jnp.where(ok & ~spike, new, jnp.where(spike, 0, old))  # noqa
     new_state = LearnedControllerState(
-        **owner.next_fields(state, lr, ok), inner_state=inner_state, guard=guard_state,
+        **owner.next_fields(state, lr * ramp, ok), inner_state=inner_state, guard=guard_state,
         hidden=hidden,
         loss_levels=restart(stepped.loss_levels, state.loss_levels),
         best_level=restart(stepped.best_level, state.best_level),
@@ -402,8 +418,8 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         inputs=jnp.where(ok, inputs, state.inputs), ceiling=ceiling,
         # Stored as they are (a select would cost more than it saves): prev_grad_sq = 0 marks
         # a non-finite one, which the next update does not read.
-        grad_sample=g, param_sample=p)
-    return owner.step(direction, applied), new_state
+        grad_sample=g, param_sample=p, rate=lr)
+    return owner.step(direction, applied * ramp), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -414,7 +430,8 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
                        min_value: float = 1e-8, max_value: float = 10.0,
                        total_steps: Optional[int] = None, axis_name: Optional[str] = None,
                        guard: bool = True, guard_factor: float = 4.0, guard_cut: float = 0.1,
-                       guard_nonfinite: int = 3, guard_skip: bool = True
+                       guard_nonfinite: int = 3, guard_skip: bool = True,
+                       warmup_steps: Optional[int] = None
                        ) -> optax.GradientTransformationExtraArgs:
   r"""A learned learning-rate controller: a small GRU sets the rate from the training signal.
 
@@ -431,8 +448,14 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     |\Delta_k| \le 0.1, \quad
     \alpha_{k+1} = \mathrm{clip}(\alpha_k e^{\Delta_k}, \alpha_{\min}, c_k)
 
-  and the update is :math:`\alpha\, u_t` with :math:`u_t` the inner
-  optimizer's direction at learning rate 1. The gradient and parameter
+  and the update is :math:`\alpha\, w_t\, u_t` with :math:`u_t` the inner
+  optimizer's direction at learning rate 1 and :math:`w_t = \min(1, (t+1)/W)` a
+  linear warmup over the first :math:`W` updates (``warmup_steps``; by default
+  a tenth of ``total_steps``, as the tuned warmup-cosine it is measured against,
+  and none without ``total_steps``). The warmup sits outside the network, like
+  the guard: the very first updates at a rate far too high can wreck a model
+  before any statistic has seen them (a CNN's ReLUs die, its loss falls back to
+  chance and stays there), which no decision afterwards undoes. The gradient and parameter
   statistics are ratios, so they are read from a fixed sample of about
   ``SAMPLE_SIZE`` coordinates (``sample``; all of them in a smaller model):
   an update costs a few dozen scalar operations at any model size, and the
@@ -460,6 +483,8 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     min_value, max_value: the rate stays in ``[min_value, max_value]``.
     total_steps: the planned number of updates, if known (an input of the
       network: the progress); ``None`` works for any horizon.
+    warmup_steps: the updates of the linear warmup :math:`W` (0: none); ``None``
+      for ``total_steps // 10``, or 0 without ``total_steps``.
     axis_name: average the loss and the statistics over this mapped axis so
       every replica decides alike.
     guard, guard_factor, guard_cut, guard_nonfinite, guard_skip: the spike
@@ -468,7 +493,8 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; call
-    ``update(grads, state, params, value=loss)``. ``lrjax.current_lr`` reads the rate.
+    ``update(grads, state, params, value=loss)``. ``lrjax.current_lr`` reads the rate
+    applied (``state.lr``, the network's rate ``state.rate`` times the warmup's ramp).
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, lrjax
@@ -503,7 +529,10 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
           lambda a: (a >= min_value) & (a <= max_value), "in [min_value, max_value]")
   if total_steps is not None:
     v.integer(fn, "total_steps", total_steps, 1)
+  if warmup_steps is None:
+    warmup_steps = total_steps // 10 if total_steps is not None else 0
+  v.integer(fn, "warmup_steps", warmup_steps, 0)
   settings = owner.guard_settings(guard, guard_factor, guard_cut, guard_nonfinite, guard_skip)
   return controller(owner, load_weights(weights, fn), init_value=init_value, every=every,
                     min_value=min_value, max_value=max_value, total_steps=total_steps,
-                    axis_name=axis_name, settings=settings)
+                    axis_name=axis_name, settings=settings, warmup_steps=int(warmup_steps))
