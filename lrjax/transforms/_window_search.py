@@ -204,13 +204,15 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     rollback = in_probe & (j == p - 1)
     # What an ordinary update costs is decided by XLA's buffers, not by the arithmetic. A
     # conditional that passes a parameter-sized value through, or reads one that the update
-    # then overwrites in place, makes XLA copy it on every update, taken or not; so does a
-    # select after the inner optimizer (XLA recomputes its new state in the parameters' pass
-    # from a buffer already overwritten). The version with the restore and the probe guard
-    # in conditionals cost 3.5x per update at 2 M parameters on the CPU. Here:
+    # then overwrites in place without depending on the conditional's result, makes XLA copy
+    # it on every update, taken or not; so does a select after the inner optimizer (XLA
+    # recomputes its new state in the parameters' pass from a buffer already overwritten).
+    # The version with the restore and the probe guard in conditionals cost 3.5x per update
+    # at 2 M parameters on the CPU. Here:
     # - one conditional reads those buffers, only at a window's start (the snapshot) and at
     #   a probe's end (did the probe leave a non-finite inner state? a non-finite gradient
     #   stays in a moment estimate: that candidate then scores +inf, like a non-finite loss);
+    #   both in-place updates read its result (the snapshot), so XLA orders them after it;
     # - the restore of the inner state is a select before the inner optimizer reads it, one
     #   update late (the update after a rollback starts from the snapshot);
     # - the rollback of the parameters and the probe guard are selects in the update's pass.
@@ -223,8 +225,6 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     snap_params, snap_inner, probe_ok = jax.lax.cond(
         at_start | rollback, visit,
         lambda: (state.snapshot_params, state.snapshot_inner, jnp.asarray(True)))
-    # The barrier makes the inner update (which overwrites the inner state in place) and the
-    # caller's parameter update wait for the conditional, so XLA need not copy what it reads.
 
     lr = as_float(base(state.count)) * state.multiplier * jnp.where(in_probe, multiples[c], 1.0)
     # A rollback restores the inner state one update late: the update after it starts from
