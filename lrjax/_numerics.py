@@ -10,10 +10,12 @@ test of a tree. Where Optax has a public helper (``optax.safe_increment``,
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -25,6 +27,23 @@ def float_dtype() -> jnp.dtype:
 def as_float(x: Any) -> jax.Array:
   """``x`` in float32 (float64 under x64), whatever its dtype: learning rates and statistics."""
   return jnp.asarray(x).astype(float_dtype())
+
+
+def as_step(step: Any) -> jax.Array:
+  """A step count as a float array (as ``as_float``), for any int or float step, Python or
+  NumPy, of any size.
+
+  An integer that is not yet a JAX array goes through float64 on the host, never through
+  int32 (``jnp.asarray(10**10)`` overflows): a step past the end of a schedule gets its held
+  value, as in Optax.
+  """
+  if isinstance(step, (bool, np.bool_)):
+    return as_float(step)
+  if isinstance(step, int):
+    return as_float(float(min(max(step, -sys.float_info.max), sys.float_info.max)))
+  if isinstance(step, (np.integer, np.ndarray)) and np.asarray(step).dtype.kind in "iu":
+    return as_float(np.asarray(step, np.float64))
+  return as_float(step)
 
 
 def counter() -> jax.Array:

@@ -10,6 +10,7 @@ import functools
 import math
 from typing import Callable
 
+import jax
 import numpy as np
 
 import lrjax
@@ -156,10 +157,36 @@ CASES = [
 CASE_IDS = [c.id for c in CASES]
 
 
-def steps_for(case: Case) -> np.ndarray:
-  """Every integer step to 1.25 x the horizon, plus some fractional steps."""
+def _raw_steps(case: Case) -> np.ndarray:
   ints = np.arange(0, int(case.horizon * 1.25) + 2, dtype=np.float64)
   if not case.fractional:
     return ints
   fracs = np.linspace(0.0, case.horizon, 17) + 0.37
   return np.concatenate([ints, fracs])
+
+
+# Every case's steps have one length (the longest case's), so that the programs JAX
+# compiles for them (``at`` below, and its per-primitive programs in eager mode) are
+# compiled once for all cases instead of once per case.
+NUM_STEPS = max(len(_raw_steps(c)) for c in CASES)
+MAX_HORIZON = max(c.horizon for c in CASES)
+
+
+def steps_for(case: Case) -> np.ndarray:
+  """Every integer step to 1.25 x the horizon, plus some fractional steps.
+
+  Padded to ``NUM_STEPS`` by repeating the last step: the same points, one shape.
+  """
+  steps = _raw_steps(case)
+  return np.pad(steps, (0, NUM_STEPS - len(steps)), mode="edge")
+
+
+def pad(x, n):
+  """``x`` padded to length ``n`` by repeating its last entry."""
+  return np.pad(np.asarray(x), (0, n - len(x)), mode="edge")
+
+
+@jax.jit
+def at(schedule, steps):
+  """``schedule(steps)`` in one program per schedule structure, the schedule an argument."""
+  return schedule(steps)

@@ -1,9 +1,20 @@
 import os
+import shutil
 import sys
+import tempfile
 
 # 8 CPU devices for the multi-device tests; must be set before JAX starts.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
+
+# One compilation cache for the whole run, shared by the pytest-xdist workers: a program that
+# several tests build alike (the same step of the same case, say) is compiled once. The folder
+# is made by the first process of the run (the controller under xdist) and removed at its end,
+# so every run starts cold, as on a fresh clone.
+_CACHE_ENV = "LRJAX_TEST_COMPILATION_CACHE"
+_OWN_CACHE = _CACHE_ENV not in os.environ
+if _OWN_CACHE:
+  os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="lrjax-test-xla-cache-")
 
 import hypothesis  # noqa: E402
 import jax  # noqa: E402
@@ -11,10 +22,32 @@ import jax  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 hypothesis.settings.register_profile("lrjax", max_examples=60, deadline=None,
                                     derandomize=True)
 hypothesis.settings.load_profile("lrjax")
+
+
+def pytest_unconfigure(config):
+  if _OWN_CACHE:
+    shutil.rmtree(os.environ.pop(_CACHE_ENV), ignore_errors=True)
+
+
+def run_cli(capsys, *args):
+  """``lrjax ARGS`` run in this process through ``lrjax.cli.main``: its exit code and output,
+  as a ``subprocess.CompletedProcess`` (one real subprocess test covers ``python -m lrjax``)."""
+  import subprocess
+  from lrjax import cli
+  capsys.readouterr()  # what the test printed before
+  try:
+    code = cli.main(list(args))
+  except SystemExit as e:  # argparse's usage errors, --help and --version
+    code = e.code
+  out = capsys.readouterr()
+  return subprocess.CompletedProcess(["lrjax", *args], code, out.out, out.err)
 
 
 def assert_same_run(a, b):

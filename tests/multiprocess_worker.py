@@ -39,9 +39,9 @@ def global_batch(t):
   return x, y
 
 
-def run_case(name, mode, ckpt_dir):
+def run_case(name, mode, ckpt_dir, resume=True):
   """Trains one case on the global mesh; returns the leaves after STEPS updates, straight and
-  resumed from a checkpoint at HALF."""
+  (with ``resume``) resumed from a checkpoint at HALF, else None."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -79,9 +79,11 @@ def run_case(name, mode, ckpt_dir):
     return (jax.make_array_from_process_local_data(sharded, x[lo:lo + rows], x.shape),
             jax.make_array_from_process_local_data(sharded, y[lo:lo + rows], y.shape))
 
+  init_state = jax.jit(tx.init, out_shardings=replicated)  # one program for every init
+
   def init():
     params = jax.device_put({"w": jnp.zeros(DIM)}, replicated)
-    return params, jax.jit(tx.init, out_shardings=replicated)(params)
+    return params, init_state(params)
 
   def train(params, state, ts):
     for t in ts:
@@ -89,6 +91,12 @@ def run_case(name, mode, ckpt_dir):
     return params, state
 
   straight = train(*init(), range(STEPS))
+
+  def local(tree):
+    return [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(tree)]
+
+  if not resume:
+    return local(straight), None
   half = train(*init(), range(HALF))
   checkpointer = ocp.StandardCheckpointer()
   path = os.path.join(ckpt_dir, f"{name}_{mode}")
@@ -98,10 +106,6 @@ def run_case(name, mode, ckpt_dir):
                           {"params": init()[0], "opt_state": init()[1]})
   restored = checkpointer.restore(path, template)
   resumed = train(restored["params"], restored["opt_state"], range(HALF, STEPS))
-
-  def local(tree):
-    return [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(tree)]
-
   return local(straight), local(resumed)
 
 

@@ -185,11 +185,21 @@ def inverse_sqrt(peak, warmup, timescale, t):
 
 
 def piecewise_constant(boundaries, values, t):
+  """values[i] on [b_{i-1}, b_i): the next value from the boundary step on (lrjax's documented
+  convention, PyTorch MultiStepLR's; Keras switches one step later, see keras_piecewise_constant)."""
   k = 0
   for b in boundaries:
     if t >= b:
       k += 1
   return values[k]
+
+
+def keras_piecewise_constant(boundaries, values, t):
+  """Keras PiecewiseConstantDecay: values[0] for t <= b_0, values[i] for b_{i-1} < t <= b_i."""
+  for b, v in zip(boundaries, values):
+    if t <= b:
+      return v
+  return values[-1]
 
 
 # ---- Stateful schedules: the documented step algorithms, host-side ------------

@@ -11,10 +11,12 @@ import pytest
 matplotlib.use("Agg")
 
 import lrjax
+from conftest import run_cli
 from lrjax import cli
 
 
 def run(*args):
+  """The real command, ``python -m lrjax ARGS``, in its own process (the one smoke test)."""
   return subprocess.run([sys.executable, "-m", "lrjax", *args], capture_output=True,
                         text=True, timeout=120)
 
@@ -56,18 +58,18 @@ def test_plot_writes_a_png(tmp_path):
     ([], "a command is required"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
-  result = run(*args)
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
+  result = run_cli(capsys, *args)
   assert result.returncode == 2, result
   assert "Traceback" not in result.stderr
   assert message in result.stderr, result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith(("lrjax: error:", "lrjax plot: error:"))
 
 
-def test_bad_json_file_is_one_line(tmp_path):
+def test_bad_json_file_is_one_line(tmp_path, capsys):
   bad = tmp_path / "bad.json"
   bad.write_text("{not json")
-  result = run("plot", str(bad))
+  result = run_cli(capsys, "plot", str(bad))
   assert result.returncode == 2 and "is not valid JSON" in result.stderr
   assert "Traceback" not in result.stderr
 

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import lrjax
-from cases import CASE_IDS, CASES, steps_for
+from cases import CASE_IDS, CASES, MAX_HORIZON, at, pad, steps_for
 
 CASE_PARAMS = pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 
@@ -27,9 +27,9 @@ def _float_leaves_scaled(schedule, factor):
 def test_jit_equals_eager(case):
   s = case.build()
   t = steps_for(case)
-  np.testing.assert_allclose(np.asarray(jax.jit(s)(t)), np.asarray(s(t)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(at(s, t)), np.asarray(s(t)), rtol=1e-5, atol=1e-6)
   for x in (0, 3, case.horizon):
-    assert float(jax.jit(s)(x)) == pytest.approx(float(s(x)), rel=1e-5, abs=1e-6)
+    assert float(at(s, x)) == pytest.approx(float(s(x)), rel=1e-5, abs=1e-6)
 
 
 @CASE_PARAMS
@@ -48,12 +48,15 @@ def test_vmap_over_steps_equals_array_call(case):
   np.testing.assert_allclose(jax.vmap(s)(t), s(t), rtol=1e-5, atol=1e-6)
 
 
+_at_each = jax.jit(jax.vmap(lambda s, t: s(t), in_axes=(0, None)))
+
+
 @CASE_PARAMS
 def test_vmap_over_a_stack_of_schedules(case):
   variants = [_float_leaves_scaled(case.build(), f) for f in (0.5, 1.0, 2.0, 3.0)]
   stacked = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *variants)
   t = jnp.asarray(steps_for(case), jnp.float32)
-  got = jax.jit(jax.vmap(lambda s: s(t)))(stacked)
+  got = _at_each(stacked, t)
   want = np.stack([np.asarray(v(t)) for v in variants])
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -108,7 +111,8 @@ def test_create_by_name(case):
                                   ([lrjax.from_config(x) for x in v]
                                    if isinstance(v, list) and v and isinstance(v[0], dict)
                                    else v) for k, v in config.items()})
-  np.testing.assert_array_equal(np.asarray(rebuilt(jnp.arange(10))), np.asarray(s(jnp.arange(10))))
+  t = steps_for(case)  # every step the values are tested at (one shape for every case)
+  np.testing.assert_array_equal(np.asarray(rebuilt(t)), np.asarray(s(t)))
 
 
 @CASE_PARAMS
@@ -196,8 +200,9 @@ def test_grad_wrt_hyperparameters_matches_finite_differences(case):
   float_idx = [i for i, x in enumerate(leaves) if np.asarray(x).dtype.kind == "f"]
   if not float_idx:
     pytest.skip("no float hyperparameter")
-  # Steps away from every boundary, where each schedule is smooth in its values.
-  t = jnp.asarray(np.arange(case.horizon) + 0.43, jnp.float32)
+  # Steps away from every boundary, where each schedule is smooth in its values; one
+  # length for every case (the last step repeated), so the eager programs are shared.
+  t = jnp.asarray(pad(np.arange(case.horizon) + 0.43, MAX_HORIZON), jnp.float32)
 
   def total(xs):
     new = list(leaves)

@@ -1,8 +1,6 @@
 """``lrjax compare``: a small run end to end, every named optimizer builds, bad input."""
 
 import json
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("flax")
 
+from conftest import run_cli  # noqa: E402
 from lrjax import cli  # noqa: E402
 from lrjax.bench import runner  # noqa: E402
 
@@ -79,9 +78,8 @@ def test_steps_to_target():
     (["--peak-lr", "abc"], "argument --peak-lr: must be a number, got 'abc'"),
     (["--out", "/proc/no/such"], "cannot write to --out"),
 ])
-def test_bad_input_is_one_line(args, message):
-  result = subprocess.run([sys.executable, "-m", "lrjax", "compare", "--quiet", *args],
-                          capture_output=True, text=True, timeout=120)
+def test_bad_input_is_one_line(args, message, capsys):
+  result = run_cli(capsys, "compare", "--quiet", *args)
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert message in result.stderr
 

@@ -17,9 +17,24 @@ from lrjax.stateful._window import slope_p_value
 from stateful_cases import SCHEDULES
 
 
+def _lrs_scanned(schedule, values):
+  def body(state, v):
+    return schedule.update(state, value=v), schedule(state)
+  return jax.lax.scan(body, schedule.init(), values)
+
+
+# Compiled once per schedule structure: the schedule is an argument, not a constant.
+_scan = jax.jit(_lrs_scanned)
+_scan_each = jax.jit(jax.vmap(_lrs_scanned))  # a stack of schedules, each with its values
+_update = jax.jit(lambda schedule, state, value: schedule.update(state, value=value))
+
+
 def lr_sequence(schedule, values, jit=True):
   """The learning rate used at each update while feeding ``values``."""
-  update = jax.jit(schedule.update) if jit else schedule.update
+  if jit:
+    update = functools.partial(_update, schedule)
+  else:
+    update = lambda state, value: schedule.update(state, value=value)  # noqa: E731
   state = schedule.init()
   out = []
   for v in values:
@@ -29,10 +44,7 @@ def lr_sequence(schedule, values, jit=True):
 
 
 def scan_lr_sequence(schedule, values):
-  def body(state, v):
-    return schedule.update(state, value=v), schedule(state)
-  state, lrs = jax.jit(lambda vs: jax.lax.scan(body, schedule.init(), vs))(
-      jnp.asarray(values, jnp.float32))
+  state, lrs = _scan(schedule, jnp.asarray(values, jnp.float32))
   return np.asarray(lrs), state
 
 
@@ -124,27 +136,52 @@ GRID = list(itertools.product(["min", "max"], ["rel", "abs"], [0.0, 1e-2, 0.1], 
                               [0, 3], [0.1, 0.5], [0.0, 0.02], [1e-8, 5e-3]))
 
 
-@pytest.mark.parametrize("mode,tmode,threshold,patience,cooldown,factor,min_lr,eps", GRID)
-def test_plateau_matches_pytorch_algorithm(mode, tmode, threshold, patience, cooldown,
-                                           factor, min_lr, eps):
-  rng = np.random.default_rng(abs(hash((mode, tmode, threshold, patience, cooldown, factor,
-                                        min_lr, eps))) % 2**32)
+def _grid_metrics(index, mode):
+  rng = np.random.default_rng(index)
   # No exact ties with best * (1 - threshold): a linspace 2..1 over 39 steps hits
   # 0.9 * best exactly in reals, and float32 rounding then decides the tie.
   trend = 1.0 + np.exp(-np.arange(40) / 13.0)
   walk = np.concatenate([trend, np.full(30, 1.0), 1.0 + 0.05 * rng.standard_normal(50),
                          rng.uniform(0.5, 1.5, 30)])  # no ties at a float32 margin
-  metrics = walk if mode == "min" else 3.0 - walk  # positive in both modes
+  return walk if mode == "min" else 3.0 - walk  # positive in both modes
+
+
+def _grid_schedule(mode, tmode, threshold, patience, cooldown, factor, min_lr, eps):
+  return lrjax.reduce_on_plateau(0.3, factor, patience, threshold, tmode, mode, cooldown,
+                                 min_lr, eps, guard=False)  # PyTorch's rule alone
+
+
+@functools.cache
+def _grid_lrs():
+  """lrjax's rates at every grid point: one program per (mode, threshold_mode), the numeric
+  settings stacked and vmapped (they are pytree leaves)."""
+  out = {}
+  for mode, tmode in itertools.product(["min", "max"], ["rel", "abs"]):
+    index = [i for i, point in enumerate(GRID) if point[:2] == (mode, tmode)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
+                           *[_grid_schedule(*GRID[i]) for i in index])
+    values = jnp.asarray(np.stack([_grid_metrics(i, mode) for i in index]), jnp.float32)
+    _, lrs = _scan_each(stacked, values)
+    out.update(zip(index, np.asarray(lrs)))
+  return out
+
+
+@pytest.mark.parametrize("index", range(len(GRID)),
+                         ids=["-".join(map(str, point)) for point in GRID])
+def test_plateau_matches_pytorch_algorithm(index):
+  mode, tmode, threshold, patience, cooldown, factor, min_lr, eps = GRID[index]
+  metrics = _grid_metrics(index, mode)
   oracle = ref.TorchReduceLROnPlateau(0.3, mode, factor, patience, threshold, tmode, cooldown,
                                       min_lr, eps)
   want = []
   for m in metrics:
     want.append(oracle.lr)
     oracle.step(float(np.float32(m)))
-  s = lrjax.reduce_on_plateau(0.3, factor, patience, threshold, tmode, mode, cooldown, min_lr,
-                              eps, guard=False)  # PyTorch's rule alone
-  lrs, _ = scan_lr_sequence(s, metrics)
-  np.testing.assert_allclose(lrs, want, rtol=1e-5)
+  np.testing.assert_allclose(_grid_lrs()[index], want, rtol=1e-5)
+  # The stacked run is the single run: one grid point on its own, every 17th.
+  if index % 17 == 0:
+    alone, _ = scan_lr_sequence(_grid_schedule(*GRID[index]), metrics)
+    np.testing.assert_allclose(alone, want, rtol=1e-5)
 
 
 def test_plateau_torch_itself_when_installed():

@@ -5,18 +5,20 @@ import numpy as np
 import pytest
 
 import lrjax
-from cases import CASE_IDS, CASES, steps_for
+import reference as ref
+from cases import CASE_IDS, CASES, at, steps_for
 
 
 def _expected(case, steps):
-  return np.array([case.ref(float(t)) for t in steps])
+  unique, index = np.unique(steps, return_inverse=True)  # the padding repeats the last step
+  return np.array([case.ref(float(t)) for t in unique])[index]
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_matches_reference(case):
   schedule = case.build()
   steps = steps_for(case)
-  got = np.asarray(jax.jit(lambda t: schedule(t))(steps.astype(np.float32)))
+  got = np.asarray(at(schedule, steps.astype(np.float32)))
   want = _expected(case, steps)
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6 * np.max(np.abs(want)))
 
@@ -153,3 +155,31 @@ def test_interpolation_ends_are_exact_in_float32():
   s = lrjax.one_cycle(1.0, 123, 0.05078125, "linear")
   for t in (122, 1499):
     assert float(jax.jit(s)(np.float32(t))) == np.float32(1.0 / 25 / 1e4)
+
+
+def test_a_step_of_any_size_and_type_gives_the_held_value():
+  """Optax's own case (``_schedule_test.py``): a Python int step of 10**10 returns the end value
+  instead of overflowing int32; so does every int or float step, Python or NumPy."""
+  steps = [10_000_000_000, 2**40, 10**400, 1e12, np.int64(10**11), np.uint64(2**63),
+           np.float64(1e15), np.array([10**12, 10**13])]
+  held = [(lrjax.cosine_decay(1.0, 100, end_value=0.1), 0.1),
+          (lrjax.linear(1.0, 0.25, 50), 0.25),
+          (lrjax.wsd(1.0, 10, 30, 20, end_value=0.05), 0.05),
+          (lrjax.exponential_decay(1.0, 10, 0.5, end_value=0.2), 0.2)]
+  for schedule, end in held:
+    for step in steps:
+      np.testing.assert_allclose(np.asarray(schedule(step)), end, rtol=1e-6,
+                                 err_msg=f"{schedule!r} at {step!r}")
+
+
+def test_piecewise_constant_differs_from_keras_only_at_the_boundary_steps():
+  """The documented difference: Keras switches one step after the boundary."""
+  boundaries, values = [5, 12, 30], [1.0, 0.5, 0.2, 0.05]
+  s = lrjax.piecewise_constant(boundaries, values)
+  for t in range(45):
+    keras = ref.keras_piecewise_constant(boundaries, values, t)
+    if t in boundaries:
+      assert keras == values[boundaries.index(t)]
+      assert float(s(t)) == pytest.approx(values[boundaries.index(t) + 1])
+    else:
+      assert float(s(t)) == pytest.approx(keras), t

@@ -56,7 +56,10 @@ def piecewise_constant(boundaries: Sequence[ArrayLike],
   .. math::
     \eta_t = v_{k(t)}, \qquad k(t) = \#\{i : b_i \le t\}
 
-  so at a boundary step the next value applies. The piece is found by binary
+  so at a boundary step the next value applies (as PyTorch's ``MultiStepLR`` at a
+  milestone). Keras' ``PiecewiseConstantDecay`` keeps the earlier value through the
+  boundary step and switches one step later; elsewhere the two are equal. The piece is
+  found by binary
   search (``jnp.searchsorted``): compile time and program size do not grow
   with the number of pieces (Optax's ``piecewise_constant_schedule`` unrolls a
   loop over them).
