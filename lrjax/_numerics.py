@@ -25,25 +25,18 @@ def float_dtype() -> jnp.dtype:
 
 
 def as_float(x: Any) -> jax.Array:
-  """``x`` in float32 (float64 under x64), whatever its dtype: learning rates and statistics."""
-  return jnp.asarray(x).astype(float_dtype())
+  """``x`` in float32 (float64 under x64), whatever its dtype: learning rates, statistics and
+  steps.
 
-
-def as_step(step: Any) -> jax.Array:
-  """A step count as a float array (as ``as_float``), for any int or float step, Python or
-  NumPy, of any size.
-
-  An integer that is not yet a JAX array goes through float64 on the host, never through
-  int32 (``jnp.asarray(10**10)`` overflows): a step past the end of a schedule gets its held
-  value, as in Optax.
+  An integer that is not yet a JAX array (a Python int, a NumPy integer or integer array) goes
+  through float64 on the host, never through int32, so a step or a setting of any size works
+  (``jnp.asarray(10**10)`` overflows int32): past the end of a schedule, its held value.
   """
-  if isinstance(step, (bool, np.bool_)):
-    return as_float(step)
-  if isinstance(step, int):
-    return as_float(float(min(max(step, -sys.float_info.max), sys.float_info.max)))
-  if isinstance(step, (np.integer, np.ndarray)) and np.asarray(step).dtype.kind in "iu":
-    return as_float(np.asarray(step, np.float64))
-  return as_float(step)
+  if isinstance(x, int) and not isinstance(x, bool):
+    x = float(min(max(x, -sys.float_info.max), sys.float_info.max))
+  elif isinstance(x, (np.integer, np.ndarray)) and np.asarray(x).dtype.kind in "iu":
+    x = np.asarray(x, np.float64)
+  return jnp.asarray(x).astype(float_dtype())
 
 
 def counter() -> jax.Array:

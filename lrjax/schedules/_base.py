@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import _validation
-from lrjax._numerics import as_float, as_step
+from lrjax._numerics import as_float
 
 # name -> the public constructor, for ``create`` / ``from_config`` / ``lrjax list``;
 # name -> ``(steps, peak) -> kwargs``, the arguments ``lrjax compare`` builds it with.
@@ -91,7 +91,7 @@ class Schedule(Configurable):
   """
 
   def __call__(self, step: jax.typing.ArrayLike) -> jax.Array:
-    t = jnp.maximum(as_step(step), 0)
+    t = jnp.maximum(as_float(step), 0)
     return as_float(self._value(t))
 
   def _value(self, t: jax.Array) -> jax.Array:
