@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, ClassVar, Optional
+import sys
+from typing import Any, Callable, ClassVar, Optional, TypeVar
+
+if sys.version_info >= (3, 11):
+  from typing import dataclass_transform
+else:  # Python 3.10: type checkers read it from typing_extensions; at run time a no-op
+  def dataclass_transform(**_: Any) -> Callable[[Any], Any]:
+    return lambda fn: fn
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +54,10 @@ def lerp(start: Any, end: Any, frac: Any) -> jax.Array:
   return start * (1 - frac) + end * frac
 
 
-def static(**kwargs) -> Any:
+_T = TypeVar("_T")
+
+
+def static(**kwargs: Any) -> Any:
   """A dataclass field that is static pytree metadata (mode, shape)."""
   return dataclasses.field(metadata={"static": True}, **kwargs)
 
@@ -98,16 +108,17 @@ class Schedule(Configurable):
     raise NotImplementedError
 
 
-def schedule_class(name: str, kw_only: bool = False):
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, static))
+def schedule_class(name: str, kw_only: bool = False) -> Callable[[type[_T]], type[_T]]:
   """Makes ``cls`` a frozen dataclass pytree whose public constructor is ``name``.
 
   Fields marked ``static()`` are pytree metadata, every other field a child;
   ``kw_only`` makes the class constructible by keyword only.
   """
 
-  def wrap(cls):
+  def wrap(cls: type[_T]) -> type[_T]:
     cls = dataclasses.dataclass(frozen=True, eq=False, repr=False, kw_only=kw_only)(cls)
-    cls.name = name
+    cls.name = name  # type: ignore[attr-defined]  # every schedule class has a name
     jax.tree_util.register_dataclass(cls)
     return cls
 

@@ -17,7 +17,7 @@ value; advancing the count is the rest of ``update``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,9 @@ import optax
 from lrjax import _guard
 from lrjax._guard import GuardState, guard_args, guard_step, init_guard  # noqa: F401
 from lrjax._numerics import as_float, counter, float_dtype, increment_if, read_value
-from lrjax.schedules._base import Configurable, schedule_class, static
+from lrjax.schedules._base import Configurable, dataclass_transform, schedule_class, static
+
+_T = TypeVar("_T")
 
 SIGNALS = ("update", "observe")
 
@@ -86,7 +88,9 @@ def raised_scale(scale, lr, multiplier, max_value, eps):
   return jnp.where(apply, scale * new_lr / jnp.where(lr > 0, lr, 1), scale)
 
 
-def stateful_class(name: str):
+@dataclass_transform(frozen_default=True, kw_only_default=True,
+                     field_specifiers=(dataclasses.field, static))
+def stateful_class(name: str) -> Callable[[type[_T]], type[_T]]:
   """Makes ``cls`` a frozen, keyword-only dataclass pytree built by the public ``name``.
 
   ``schedule_class`` with ``kw_only``: fields marked ``static()`` (modes, buffer
