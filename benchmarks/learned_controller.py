@@ -72,8 +72,8 @@ def adamw(lr):
 
 def autoencoder_task() -> tasks.Task:
   """An MLP autoencoder (64-32-8-32-64, tanh) of the digits images; test squared error."""
-  nn = tasks._needs("flax.linen")
-  datasets = tasks._needs("sklearn.datasets")
+  nn = tasks.needs("flax.linen")
+  datasets = tasks.needs("sklearn.datasets")
   x = (datasets.load_digits().data / 16.0).astype(np.float32)
   train_idx, test_idx = tasks._split(len(x), 0.8)
   xtr, xte = jnp.asarray(x[train_idx]), jnp.asarray(x[test_idx])
@@ -101,8 +101,8 @@ def autoencoder_task() -> tasks.Task:
 
 def deep_mlp_task() -> tasks.Task:
   """A 5-layer ReLU MLP (width 64) on scikit-learn's breast-cancer data, standardized."""
-  nn = tasks._needs("flax.linen")
-  datasets = tasks._needs("sklearn.datasets")
+  nn = tasks.needs("flax.linen")
+  datasets = tasks.needs("sklearn.datasets")
   data = datasets.load_breast_cancer()
   x, y = data.data.astype(np.float32), data.target.astype(np.int32)
   train_idx, _ = tasks._split(len(x), 0.8)

@@ -40,7 +40,7 @@ def main() -> None:
     steps, every = STEPS[name], EVAL_EVERY[name]
     evaluations = -(-steps // every)
     finals = {}
-    for signal in runner.SIGNALS:
+    for signal in runner.SIGNAL_SOURCES:
       table = runner.optimizers(steps, args.peak, signal=signal, evaluations=evaluations)
       for sched in ("constant",) + ADAPTIVE:
         if sched == "constant" and signal == "val":

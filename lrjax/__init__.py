@@ -14,7 +14,7 @@ from lrjax.stateful import (ScheduleState, StatefulSchedule, greedy, observe,
 from lrjax.transforms import (as_transform, ema_params, hypergradient, lawa,
                               learned_controller, scheduled_weight_decay, swa, window_search)
 from lrjax._inspection import averaged_params, current_lr, log_values
-from lrjax.schedules._adapters import get_schedule
+from lrjax._adapters import get_schedule
 
 __version__ = "0.1.0"
 

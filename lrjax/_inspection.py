@@ -15,15 +15,15 @@ import numpy as np
 
 from lrjax._numerics import as_float
 from lrjax.schedules._base import as_schedule
-from lrjax.stateful._core import ScheduleState
-from lrjax.transforms._as_transform import AsLearningRateState, AsTransformState
-from lrjax.transforms._averaging import EmaParamsState, LawaState, SwaState
-from lrjax.transforms._hypergradient import HypergradientState
-from lrjax.transforms._learned import LearnedControllerState
-from lrjax.transforms._window_search import WindowSearchState
+from lrjax.transforms._as_transform import AsTransformState
 
-# States of transforms that own their learning rate (``lr`` is the rate applied).
-LR_OWNER_STATES = (HypergradientState, WindowSearchState, LearnedControllerState)
+# Readers find what they read by the field it is stored in, not by a list of state types:
+# - the learning rate applied: a state's field ``lr`` (every lrjax stateful schedule's and
+#   LR-owning transform's), or ``optax.inject_hyperparams``' ``hyperparams["learning_rate"]``;
+#   an ``as_transform`` multiplier (``AsTransformState``) multiplies the rate it scales;
+# - the values to log: a state that declares ``LOGGED`` (its fields, dotted paths) and
+#   ``log_label()``; a state that declares ``averaged()`` holds averaged parameters.
+# So a new transform needs no registration here: it names its fields.
 
 # A visitor returns None (not recognised: walk on into every child) or
 # ``(found, children)``: the items it found here and the children still to walk.
@@ -61,15 +61,16 @@ def find_in_state(node: Any, read: Callable[[Any], Any]) -> Any:
   return found[0] if found else None
 
 
+def _fields(node: Any) -> tuple[str, ...]:
+  """The field names of a ``NamedTuple`` state (``()`` for anything else)."""
+  return getattr(node, "_fields", ()) if isinstance(node, tuple) else ()
+
+
 def _lr_parts(node: Any):
   """Learning rates (``("rate", lr)``) and multipliers (``("mult", state)``) at ``node``."""
   if isinstance(node, AsTransformState):
     return [("mult", node.schedule_state)], []
-  if isinstance(node, AsLearningRateState):
-    return [("rate", node.schedule_state.lr)], []
-  if isinstance(node, LR_OWNER_STATES):
-    return [("rate", node.lr)], []
-  if isinstance(node, ScheduleState):
+  if "lr" in _fields(node):
     return [("rate", node.lr)], []
   hyperparams = getattr(node, "hyperparams", None)
   if isinstance(hyperparams, dict) and hasattr(node, "inner_state"):
@@ -179,37 +180,27 @@ def averaged_params(opt_state: Any) -> Any:
     >>> print(lrjax.averaged_params(state))
     [2.]
   """
-  state = find_in_state(opt_state, lambda node: node if isinstance(
-      node, (EmaParamsState, SwaState, LawaState)) else None)
+  state = find_in_state(opt_state, lambda node: node if callable(
+      getattr(type(node), "averaged", None)) else None)
   if state is None:
     raise ValueError("lrjax.averaged_params: the optimizer state holds no averaged parameters; "
                      "chain lrjax.ema_params, lrjax.swa or lrjax.lawa into the optimizer")
-  if isinstance(state, EmaParamsState):
-    return jax.tree.map(lambda e: (e / state.correction).astype(e.dtype), state.ema)
-  if isinstance(state, SwaState):
-    return state.mean
-  filled = jnp.maximum(state.filled, 1)
-  return jax.tree.map(lambda t: (t / filled).astype(t.dtype), state.total)
+  return state.averaged()
+
+
+def _read(node: Any, path: str) -> Any:
+  for name in path.split("."):
+    node = getattr(node, name)
+  return node
 
 
 def _logged_parts(node: Any):
   """``(label, {key: scalar})`` for each state at ``node`` that has values worth logging."""
-  if isinstance(node, ScheduleState):
-    name = getattr(node.schedule, "name", "schedule")
-    return [(name, {"scale": node.scale, "num_nonfinite": node.num_nonfinite,
-                    "num_spikes": node.guard.num_spikes, "count": node.count})], []
-  if isinstance(node, HypergradientState):
-    return [("hypergradient", {"lr": node.lr, "hypergradient": node.hypergradient,
-                               "num_nonfinite": node.num_nonfinite,
-                               "num_spikes": node.guard.num_spikes})], [node.inner_state]
-  if isinstance(node, LearnedControllerState):
-    return [("learned_controller", {"lr": node.lr, "rate": node.rate, "ceiling": node.ceiling,
-                                    "num_nonfinite": node.num_nonfinite,
-                                    "num_spikes": node.guard.num_spikes})], [node.inner_state]
-  if isinstance(node, WindowSearchState):
-    return [("window_search", {"lr": node.lr, "multiplier": node.multiplier,
-                               "phase": node.phase, "num_nonfinite": node.num_nonfinite})], \
-        [node.inner_state]
+  logged = getattr(type(node), "LOGGED", None)
+  if isinstance(logged, tuple) and callable(getattr(node, "log_label", None)):
+    scalars = {path.split(".")[-1]: _read(node, path) for path in logged}
+    children = [node.inner_state] if "inner_state" in _fields(node) else []
+    return [(node.log_label(), scalars)], children
   hyperparams = getattr(node, "hyperparams", None)
   if isinstance(hyperparams, dict) and hasattr(node, "inner_state"):
     scalars = {k: h for k, h in hyperparams.items()

@@ -36,7 +36,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _split_top_level(text: str) -> list[str]:
   """Splits ``a=1,b=[1,2]`` on the commas outside brackets and quotes."""
-  parts, depth, quote, current = [], 0, None, []
+  parts: list[str] = []
+  current: list[str] = []
+  depth, quote = 0, None
   for ch in text:
     if quote:
       quote = None if ch == quote else quote
@@ -72,7 +74,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
   if spec.endswith(".json") or os.path.isfile(spec):
     try:
       with open(spec) as f:
-        config = json.load(f)
+        config: dict[str, Any] = json.load(f)
     except OSError as e:
       raise CLIError(f"cannot read schedule file {spec!r}: {e.strerror}") from None
     except json.JSONDecodeError as e:
@@ -84,7 +86,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
   name = name.strip()
   if not name:
     raise CLIError(f"bad schedule spec {spec!r}: expected name:key=value,...")
-  config: dict[str, Any] = {"name": name}
+  config = {"name": name}
   for item in _split_top_level(rest):
     key, eq, value = item.partition("=")
     if not eq or not key.strip():
@@ -265,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--eval-every", type=_positive_int, default=25,
                    help="updates between held-out evaluations")
   cmp.add_argument("--out", default="lrjax-compare", help="output folder")
-  cmp.add_argument("--signal", choices=runner.SIGNALS, default="train",
+  cmp.add_argument("--signal", choices=runner.SIGNAL_SOURCES, default="train",
                    help="what the adaptive schedules decide on: the training loss of every "
                    "update (train) or the held-out loss at every evaluation (val)")
   cmp.add_argument("--rank-by", choices=runner.RANK_BY, default="train_loss",

@@ -104,7 +104,7 @@ class _StatefulRate(keras.optimizers.schedules.LearningRateSchedule):
 
   def __call__(self, step: Any) -> jax.Array:
     scale = as_float(1.0) if self.scale is None else as_float(self.scale.value)
-    return self.stateful._lr(_step(step), scale)
+    return self.stateful.rate_at(_step(step), scale)
 
   def get_config(self) -> dict:
     return {"stateful": self.stateful.to_config()}
@@ -155,13 +155,16 @@ class PlateauCallback(keras.callbacks.Callback):
   def on_train_begin(self, logs: Optional[dict] = None) -> None:
     if self.learning_rate.scale is None:
       optimizer = self.model.optimizer
+      # Keras 3 keeps the schedule object only in ``_learning_rate`` (its public
+      # ``learning_rate`` is the current value): the one private name read here.
       if optimizer._learning_rate is not self.learning_rate:
         raise ValueError("lrjax.keras.PlateauCallback: give the optimizer "
                          "learning_rate=callback.learning_rate")
       # An optimizer variable, so the compiled train step reads its current value.
-      self.learning_rate.scale = optimizer.add_variable(
-          shape=(), initializer="ones", dtype="float32", name="lrjax_scale")
-      self.learning_rate.scale.assign(float(self.state.scale))  # a copy: Keras donates its buffers
+      scale = optimizer.add_variable(shape=(), initializer="ones", dtype="float32",
+                                     name="lrjax_scale")
+      scale.assign(float(self.state.scale))  # a copy: Keras donates its buffers
+      self.learning_rate.scale = scale
 
   def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
     value = (logs or {}).get(self.monitor)
@@ -172,7 +175,11 @@ class PlateauCallback(keras.callbacks.Callback):
     steps = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
     before = self.state._replace(count=jnp.int32(steps))
     self.state = self._observe(before, jnp.float32(value))
-    self.learning_rate.scale.assign(float(self.state.scale))
+    scale = self.learning_rate.scale
+    if scale is None:
+      raise RuntimeError("lrjax.keras.PlateauCallback: an epoch ended before training began "
+                         "(on_train_begin makes the optimizer variable it sets)")
+    scale.assign(float(self.state.scale))
     if self.verbose and float(self.state.scale) != float(before.scale):
       print(f"epoch {epoch + 1}: lrjax.{self.stateful.name} changed the learning rate to "
             f"{float(self.stateful(self.state)):.4g} ({self.monitor}={float(value):.4g})")

@@ -273,7 +273,8 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
   tx = _learned.controller(
       LROwner.build("meta_train", base_optimizer(optimizer)), weights, init_value=init_value,
       every=1, min_value=1e-8, max_value=10.0,
-      total_steps=jnp.where(horizon_known, horizon, 0), axis_name=None,
+      total_steps=jnp.where(horizon_known, horizon, 0),  # type: ignore[arg-type]  # traced
+      axis_name=None,
       settings=dict(GUARD_DEFAULTS, guard_skip=True), reset_hidden=reset_hidden,
       policy=policy)
   state = tx.init(params)
@@ -358,7 +359,7 @@ def validation_draws(n: int = 12, seed: int = 10_000,
 # ---------------------------------------------------------------------------------------------
 # L-BFGS: imitation of a hand-made rule.
 
-def hand_rule(weights: Any, hidden: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def hand_rule(weights: Any, hidden: Any, x: jax.Array) -> tuple[Any, jax.Array]:
   """A hand-made controller on the same inputs (the imitation target; ``weights`` unused).
 
   :math:`\\Delta = 0.1 \\tanh(3 c - 0.3 - 2\\,\\mathrm{relu}(b - 1.8) - 4\\, h\\,\\mathrm{relu}(p - 0.75))`
@@ -502,9 +503,9 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                               ("checkpoint_every", checkpoint_every, 1),
                               ("validate_every", validate_every, 0)):
     v.integer(fn, name, value, lowest)
-  for name, value in (("sigma", sigma), ("learning_rate", learning_rate)):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-      raise ValueError(f"lrjax.{fn}: {name} must be a finite number > 0, got {name}={value!r}")
+  for name, number in (("sigma", sigma), ("learning_rate", learning_rate)):
+    if not (isinstance(number, (int, float)) and math.isfinite(number) and number > 0):
+      raise ValueError(f"lrjax.{fn}: {name} must be a finite number > 0, got {name}={number!r}")
   if task_family is None:
     family = FAMILY
   elif callable(task_family):
@@ -535,10 +536,10 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
   adam_state = adam.init(jnp.asarray(theta))
   history: list[float] = []
   val_history: list[tuple[int, float]] = []
-  best = {"theta": theta, "loss": math.inf, "iteration": 0}
+  best: dict[str, Any] = {"theta": theta, "loss": math.inf, "iteration": 0}
   first = 0
   if resumed:
-    with np.load(checkpoint, allow_pickle=False) as ck:
+    with np.load(str(checkpoint), allow_pickle=False) as ck:  # resumed: checkpoint is a path
       theta = ck["theta"]
       first = int(ck["iteration"])
       history = ck["history"].tolist()
@@ -602,7 +603,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     if checkpoint is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == iterations):
       save(i + 1)
   as_dict = lambda t: {k: np.asarray(x) for k, x in flat.unflat(jnp.asarray(t)).items()}  # noqa
-  chosen = best if val_history else {"theta": theta, "iteration": iterations}
+  chosen: dict[str, Any] = best if val_history else {"theta": theta, "iteration": iterations}
   return MetaTrainResult(weights=as_dict(chosen["theta"]), history=history,
                          lbfgs_history=lbfgs_history, validation=val_history,
                          wall_time=time.perf_counter() - start, iterations=iterations,

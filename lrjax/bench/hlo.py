@@ -131,8 +131,13 @@ def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024,
   """
   jitted = jax.jit(fn, donate_argnums=tuple(range(len(args))) if donate else ())
   hlo = jitted.lower(*args).compile().as_text()
+  if hlo is None:
+    raise ValueError("lrjax.bench.hlo.per_step_cost: the backend gives no text of its program")
   entry, computations = parse(hlo)
-  always, decision, fused, stack = set(), set(), set(), [(entry, False)]
+  always: set[str] = set()
+  decision: set[str] = set()
+  fused: set[str] = set()
+  stack = [(entry, False)]
   while stack:
     name, in_branch = stack.pop()
     seen = decision if in_branch else always
@@ -157,12 +162,13 @@ def per_step_cost(fn: Callable[..., Any], *args: Any, large: int = 1024,
       kernels=kernels,
       instructions=len(ops),
       whiles=sum(op == "while" for op, _, _ in ops),
-      large_selects=sum(op == "select" and _size(shape) >= large for op, shape, _ in ops),
+      large_selects=sum(int(op == "select" and _size(shape) >= large)
+                        for op, shape, _ in ops),
       conditionals=sum(op == "conditional" for op, _, _ in ops),
       decision_instructions=sum(len(computations[n]) for n in decision - always),
       collectives=sum(op in _COLLECTIVES for op, _, _ in ops),
       collective_bytes=sum(_bytes(shape) for op, shape, _ in ops if op in _COLLECTIVES),
       large_reductions=sum(_large_reductions(computations[n], large) for n in always),
-      large_kernels=sum(op not in _PLUMBING | {"conditional"} and _size(shape) >= large
+      large_kernels=sum(int(op not in _PLUMBING | {"conditional"} and _size(shape) >= large)
                         for op, shape in unfused),
-      large_copies=sum(op == "copy" and _size(shape) >= large for op, shape in unfused))
+      large_copies=sum(int(op == "copy" and _size(shape) >= large) for op, shape in unfused))

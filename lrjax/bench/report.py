@@ -135,9 +135,10 @@ def format_table(summary: dict) -> str:
     lines.append(f"Ranked by the {label}: rank = 1 + the schedules better beyond noise (means "
                  f"more than {NOISE_STANDARD_ERRORS:g} standard errors apart); a shared rank is "
                  "a tie.")
-  ranked = [n for n in order if ranks[n] is not None]
+  rank_of = {n: r for n, r in ranks.items() if r is not None}
+  ranked = [n for n in order if n in rank_of]
   inverted = sorted({a for i, a in enumerate(ranked) for b in ranked[i + 1:]
-                     if ranks[a] < ranks[b] and (means[b] > means[a] if higher
+                     if rank_of[a] < rank_of[b] and (means[b] > means[a] if higher
                                                  else means[b] < means[a])}, key=ranked.index)
   if inverted:
     lines.append(f"{', '.join(inverted)}: a better rank on a worse mean than a row below, because "

@@ -14,9 +14,10 @@ baselines keep deciding on the training loss (see ``lrjax.observe`` for why).
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import optax
@@ -26,7 +27,10 @@ from lrjax.schedules._base import build_preset, preset_names
 from lrjax.stateful import StatefulSchedule
 from lrjax.transforms import hypergradient, learned_controller, window_search
 
-SIGNALS = ("train", "val")
+# What the stateful schedules in ``lrjax compare`` decide on (``--signal``): every update's
+# training loss, or the held-out loss at each evaluation. (The ``signal`` argument of a stateful
+# schedule, "update" or "observe", is ``lrjax.stateful._core.SIGNALS``.)
+SIGNAL_SOURCES = ("train", "val")
 RANK_BY = ("train_loss", "metric")
 
 
@@ -58,9 +62,11 @@ def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str 
   adamw = lambda lr: optax.adamw(lr, weight_decay=weight_decay)  # noqa: E731
   inject = lambda sched: optax.inject_hyperparams(optax.adamw)(  # noqa: E731
       learning_rate=sched, weight_decay=weight_decay)
+  def preset(name: str) -> optax.GradientTransformation:
+    return inject(_schedule(name, steps, peak, signal, evaluations))
+
   table: dict[str, Callable[[], optax.GradientTransformation]] = {
-      name: (lambda n=name: inject(_schedule(n, steps, peak, signal, evaluations)))
-      for name in preset_names()}
+      name: functools.partial(preset, name) for name in preset_names()}
   window = max(steps // 20, 5)
   probe = max(steps // 50, 3)
   table.update({
@@ -160,7 +166,7 @@ def run(task_name: str, names, steps: int, seeds: int, peak: float, out: str,
   task = tasks.get_task(task_name)
   evaluations = -(-steps // eval_every)
   table = optimizers(steps, peak, signal=signal, evaluations=evaluations)
-  runs = {}
+  runs: dict[str, list[Any]] = {}
   bar = Progress(len(names) * seeds, enabled=progress)
   for name in names:
     for seed in range(seeds):

@@ -43,7 +43,17 @@ class Task:
   sample: Callable[[jax.Array], Any]
 
 
-def _needs(module: str):
+def needs(module: str) -> Any:
+  """``importlib.import_module(module)``, or an ``ImportError`` that names the extra to install.
+
+  The bundled tasks' optional dependencies (flax, scikit-learn) come with ``lrjax[tasks]``;
+  a task written outside lrjax (the benchmarks') imports them the same way.
+
+  Example:
+    >>> from lrjax.bench import tasks
+    >>> tasks.needs("numpy").__name__
+    'numpy'
+  """
   try:
     return importlib.import_module(module)
   except ImportError:
@@ -84,13 +94,13 @@ def _classification_task(name, x, y, model, num_classes, batch, target, metric="
 
 
 def digits_task() -> Task:
-  nn = _needs("flax.linen")
-  datasets = _needs("sklearn.datasets")
+  nn = needs("flax.linen")
+  datasets = needs("sklearn.datasets")
   data = datasets.load_digits()
   x = (data.images / 16.0).astype(np.float32)[..., None]
   y = data.target.astype(np.int32)
 
-  class CNN(nn.Module):
+  class CNN(nn.Module):  # type: ignore[name-defined]  # flax: a lazy import
     @nn.compact
     def __call__(self, x):
       x = nn.relu(nn.Conv(16, (3, 3))(x))
@@ -105,8 +115,8 @@ def digits_task() -> Task:
 
 
 def regression_task() -> Task:
-  nn = _needs("flax.linen")
-  datasets = _needs("sklearn.datasets")
+  nn = needs("flax.linen")
+  datasets = needs("sklearn.datasets")
   data = datasets.load_diabetes()
   x = data.data.astype(np.float32)
   y = data.target.astype(np.float32)
@@ -117,7 +127,7 @@ def regression_task() -> Task:
   xtr, ytr = jnp.asarray(x[train_idx]), jnp.asarray(y[train_idx])
   xte, yte = jnp.asarray(x[test_idx]), jnp.asarray(y[test_idx])
 
-  class MLP(nn.Module):
+  class MLP(nn.Module):  # type: ignore[name-defined]  # flax: a lazy import
     @nn.compact
     def __call__(self, x):
       x = nn.relu(nn.Dense(64)(x))
@@ -150,13 +160,15 @@ def charlm_corpus() -> str:
   parts = []
   for name in CHARLM_MODULES:
     module = importlib.import_module(name)
+    if module.__file__ is None:
+      raise RuntimeError(f"the charlm corpus needs {name}'s source file, which it lacks")
     with open(module.__file__, encoding="utf-8") as f:
       parts.append(f.read())
   return "\n".join(parts)
 
 
 def charlm_task(context: int = 64, batch: int = 32) -> Task:
-  nn = _needs("flax.linen")
+  nn = needs("flax.linen")
   text = charlm_corpus().encode("utf-8", errors="replace")
   data = np.frombuffer(text, dtype=np.uint8).astype(np.int32)
   cut = int(len(data) * 0.9)
@@ -165,7 +177,7 @@ def charlm_task(context: int = 64, batch: int = 32) -> Task:
   vx = valid[:n_valid * context].reshape(n_valid, context)
   vy = valid[1:n_valid * context + 1].reshape(n_valid, context)
 
-  class Block(nn.Module):
+  class Block(nn.Module):  # type: ignore[name-defined]  # flax: a lazy import
     @nn.compact
     def __call__(self, x):
       mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))
@@ -174,7 +186,7 @@ def charlm_task(context: int = 64, batch: int = 32) -> Task:
       h = nn.gelu(nn.Dense(256)(nn.LayerNorm()(x)))
       return x + nn.Dense(64)(h)
 
-  class CharLM(nn.Module):
+  class CharLM(nn.Module):  # type: ignore[name-defined]  # flax: a lazy import
     @nn.compact
     def __call__(self, tokens):
       pos = self.param("pos", nn.initializers.normal(0.02), (context, 64))

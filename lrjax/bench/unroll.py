@@ -142,7 +142,8 @@ def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 
   chunk = jax.jit(run_chunk, static_argnums=3)
   evaluate = jax.jit(task.evaluate)
   feed = jax.jit(observe) if observe_eval_loss and has_observer(opt_state) else None
-  out = {"steps": [], "train_loss": [], "eval_loss": [], "metric": [], "lrs": []}
+  out: dict[str, list[Any]] = {"steps": [], "train_loss": [], "eval_loss": [], "metric": [],
+                               "lrs": []}
   every_step = []
   initial_eval_loss = float(evaluate(eval_params(opt_state, params))["loss"])
   start = time.perf_counter()

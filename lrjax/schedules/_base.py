@@ -73,7 +73,8 @@ class Configurable:
 
   def config_args(self) -> dict[str, Any]:
     """The constructor's keyword arguments that rebuild this schedule."""
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    return {f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)}  # type: ignore[arg-type]  # subclasses are dataclasses
 
   def to_config(self) -> dict[str, Any]:
     """A JSON-serialisable dict; ``lrjax.from_config`` rebuilds the schedule.

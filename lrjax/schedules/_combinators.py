@@ -137,15 +137,15 @@ def join(schedules: Sequence[Any], boundaries: Sequence[ArrayLike]) -> Schedule:
   pieces = [as_schedule(s, fn, f"schedules[{i}]") for i, s in enumerate(schedules)]
   if not pieces:
     raise ValueError(f"lrjax.{fn}: schedules must hold at least one schedule, got []")
-  boundaries = _as_1d(fn, "boundaries", boundaries)
-  if boundaries.shape[0] != len(pieces) - 1:
+  bounds = _as_1d(fn, "boundaries", boundaries)
+  if bounds.shape[0] != len(pieces) - 1:
     raise ValueError(
         f"lrjax.{fn}: boundaries must have len(schedules) - 1 = {len(pieces) - 1} "
-        f"entries, got {boundaries.shape[0]}")
-  v.non_negative(fn, "boundaries", boundaries)
-  v.increasing(fn, "boundaries", boundaries, strict=False)
+        f"entries, got {bounds.shape[0]}")
+  v.non_negative(fn, "boundaries", bounds)
+  v.increasing(fn, "boundaries", bounds, strict=False)
   groups, piece_group, piece_row = _group_pieces(pieces)
-  return Join(boundaries, groups, piece_group, piece_row)
+  return Join(bounds, groups, piece_group, piece_row)
 
 
 @schedule_class("scale")

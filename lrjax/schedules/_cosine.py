@@ -387,9 +387,9 @@ def one_cycle(peak_value: ArrayLike, total_steps: ArrayLike,
   v.one_of(fn, "anneal", anneal, ("cos", "linear"))
   v.positive(fn, "div_factor", div_factor)
   v.positive(fn, "final_div_factor", final_div_factor)
-  n, p = v.concrete(total_steps), v.concrete(pct_start)
-  if n is not None and p is not None:
-    n, p = float(n), float(p)
+  total, pct = v.concrete(total_steps), v.concrete(pct_start)
+  if total is not None and pct is not None:
+    n, p = float(total), float(pct)
     ends = [p * n - 1, 2 * p * n - 2, n - 1] if three_phase else [p * n - 1, n - 1]
     starts = [0.0] + ends[:-1]
     if any(e - s <= 0 for s, e in zip(starts, ends)):

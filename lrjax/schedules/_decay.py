@@ -317,11 +317,11 @@ def multistep_decay(init_value: ArrayLike, milestones: Sequence[ArrayLike],
   References:
     `torch.optim.lr_scheduler.MultiStepLR <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.MultiStepLR.html>`_.
   """
-  milestones = _as_1d("multistep_decay", "milestones", milestones)
-  v.non_negative("multistep_decay", "milestones", milestones)
-  v.increasing("multistep_decay", "milestones", milestones, strict=False)
+  steps = _as_1d("multistep_decay", "milestones", milestones)
+  v.non_negative("multistep_decay", "milestones", steps)
+  v.increasing("multistep_decay", "milestones", steps, strict=False)
   v.non_negative("multistep_decay", "gamma", gamma)
-  return MultistepDecay(init_value, milestones, gamma)
+  return MultistepDecay(init_value, steps, gamma)
 
 
 def _as_1d(fn: str, name: str, values: Any) -> jax.Array:

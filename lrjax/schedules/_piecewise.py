@@ -81,10 +81,9 @@ def piecewise_constant(boundaries: Sequence[ArrayLike],
     `keras.optimizers.schedules.PiecewiseConstantDecay <https://keras.io/api/optimizers/learning_rate_schedules/piecewise_constant_decay/>`_.
   """
   fn = "piecewise_constant"
-  boundaries = _as_1d(fn, "boundaries", boundaries)
-  values = _as_1d(fn, "values", values)
-  _check_breakpoints(fn, boundaries, values, extra=1)
-  return PiecewiseConstant(boundaries, values)
+  bounds, vals = _as_1d(fn, "boundaries", boundaries), _as_1d(fn, "values", values)
+  _check_breakpoints(fn, bounds, vals, extra=1)
+  return PiecewiseConstant(bounds, vals)
 
 
 @schedule_class("piecewise_linear")
@@ -131,9 +130,8 @@ def piecewise_linear(boundaries: Sequence[ArrayLike],
     of ``LinearLR`` pieces gives the same curve.
   """
   fn = "piecewise_linear"
-  boundaries = _as_1d(fn, "boundaries", boundaries)
-  values = _as_1d(fn, "values", values)
-  if boundaries.shape[0] == 0:
+  bounds, vals = _as_1d(fn, "boundaries", boundaries), _as_1d(fn, "values", values)
+  if bounds.shape[0] == 0:
     raise ValueError(f"lrjax.{fn}: boundaries must have at least one point, got []")
-  _check_breakpoints(fn, boundaries, values, extra=0)
-  return PiecewiseLinear(boundaries, values)
+  _check_breakpoints(fn, bounds, vals, extra=0)
+  return PiecewiseLinear(bounds, vals)

@@ -53,13 +53,19 @@ class ScheduleState(NamedTuple):
       how it decides, so ``lrjax.observe`` can make a decision on it wherever it
       sits in an optimizer state (and a checkpoint records the settings).
   """
-  count: jax.Array  # shape=(), dtype=int32.
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
   scale: jax.Array  # shape=(), dtype=float32.
   lr: jax.Array  # shape=(), dtype=float32.
   num_nonfinite: jax.Array  # shape=(), dtype=int32.
   guard: GuardState  # a few scalars.
   stats: Any
   schedule: Any  # the StatefulSchedule (a pytree; a few scalar leaves).
+
+  # What ``lrjax.log_values`` reads (``lr`` is logged once, as "lr"): fields, dotted paths.
+  LOGGED = ("scale", "num_nonfinite", "guard.num_spikes", "count")
+
+  def log_label(self) -> str:
+    return getattr(self.schedule, "name", "schedule")
 
 
 def _as_array(x: Any) -> jax.Array:
@@ -168,7 +174,10 @@ class StatefulSchedule(Configurable):
     """One finite value: returns the new ``(stats, scale)``."""
     raise NotImplementedError
 
-  def _lr(self, count: jax.Array, scale: jax.Array) -> jax.Array:
+  def rate_at(self, count: jax.Array, scale: jax.Array) -> jax.Array:
+    """The learning rate at update ``count`` with multiplier ``scale``:
+    ``clip(base(count) * scale, min_value, max_value)`` (what ``lrjax.keras`` evaluates
+    between decisions)."""
     lr = as_float(self.base(count)) * scale
     low, high = self._bounds()
     if low is not None:
@@ -181,14 +190,14 @@ class StatefulSchedule(Configurable):
     """The state before the first update."""
     count = counter()
     scale = jnp.ones([], as_float(0).dtype)
-    return ScheduleState(count=count, scale=scale, lr=self._lr(count, scale),
+    return ScheduleState(count=count, scale=scale, lr=self.rate_at(count, scale),
                          num_nonfinite=counter(), guard=init_guard(), stats=self._init_stats(),
                          schedule=jax.tree.map(_as_array, self))
 
   def __call__(self, state: ScheduleState, **extra_args: Any) -> jax.Array:
     """The learning rate for the update at ``state.count``."""
     del extra_args
-    return self._lr(state.count, state.scale)
+    return self.rate_at(state.count, state.scale)
 
   def observe(self, state: ScheduleState, value: Any) -> ScheduleState:
     """One decision on ``value``, made at the current learning rate; the count is kept.

@@ -26,25 +26,38 @@ def _produced(params, updates):
 
 class EmaParamsState(NamedTuple):
   """State of ``ema_params``: ``ema`` divided by ``correction`` is the average."""
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as Optax states do
   ema: Any
   correction: jax.Array
+
+  def averaged(self) -> Any:
+    """The average (what ``lrjax.averaged_params`` returns)."""
+    return jax.tree.map(lambda e: (e / self.correction).astype(e.dtype), self.ema)
 
 
 class SwaState(NamedTuple):
   """State of ``swa``: the running mean of ``num_averaged`` snapshots."""
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as Optax states do
   num_averaged: jax.Array
   mean: Any
+
+  def averaged(self) -> Any:
+    """The average (what ``lrjax.averaged_params`` returns)."""
+    return self.mean
 
 
 class LawaState(NamedTuple):
   """State of ``lawa``: the latest ``k`` snapshots, their sum and how many are held."""
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as Optax states do
   snapshots: Any
   total: Any
   filled: jax.Array
   position: jax.Array
+
+  def averaged(self) -> Any:
+    """The average (what ``lrjax.averaged_params`` returns)."""
+    filled = jnp.maximum(self.filled, 1)
+    return jax.tree.map(lambda t: (t / filled).astype(t.dtype), self.total)
 
 
 @v.checks_finite

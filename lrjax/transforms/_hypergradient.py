@@ -25,7 +25,7 @@ class HypergradientState(NamedTuple):
     hypergradient: the last :math:`h_t = g_t \\cdot u_{t-1}`.
     prev_direction: the inner optimizer's previous direction :math:`u_{t-1}` (one copy of params).
   """
-  count: jax.Array  # shape=(), dtype=int32.
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
   lr: jax.Array  # shape=(), dtype=float32.
   num_nonfinite: jax.Array  # shape=(), dtype=int32.
   inner_state: Any
@@ -33,6 +33,11 @@ class HypergradientState(NamedTuple):
   hypergradient: jax.Array  # shape=(), dtype=float32.
   prev_direction: Any  # like params.
 
+  # What ``lrjax.log_values`` reads, under "hypergradient/": fields, dotted paths.
+  LOGGED = ("lr", "hypergradient", "num_nonfinite", "guard.num_spikes")
+
+  def log_label(self) -> str:
+    return "hypergradient"
 
 @v.checks_finite
 def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation], *,

@@ -76,7 +76,7 @@ class LearnedControllerState(NamedTuple):
     rate: the network's rate :math:`\\alpha` (what it decides on; ``lr`` is it
       times the warmup's ramp).
   """
-  count: jax.Array  # shape=(), dtype=int32.
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
   lr: jax.Array  # shape=(), dtype=float32.
   num_nonfinite: jax.Array  # shape=(), dtype=int32.
   inner_state: Any
@@ -95,6 +95,11 @@ class LearnedControllerState(NamedTuple):
   param_sample: jax.Array  # like grad_sample.
   rate: jax.Array  # shape=(), dtype=float32.
 
+  # What ``lrjax.log_values`` reads, under "learned_controller/": fields, dotted paths.
+  LOGGED = ("lr", "rate", "ceiling", "num_nonfinite", "guard.num_spikes")
+
+  def log_label(self) -> str:
+    return "learned_controller"
 
 # ---------------------------------------------------------------------------------------------
 # The network.
@@ -253,7 +258,7 @@ def save_weights(path: Union[str, os.PathLike], weights: dict[str, Any], **meta:
   arrays.update({f"meta_{k}": np.asarray(val) for k, val in meta.items()})
   arrays["meta_features"] = np.asarray(",".join(FEATURES))
   with open(path, "wb") as f:
-    np.savez(f, **arrays)
+    np.savez(f, **arrays)  # type: ignore[arg-type]  # NumPy's stub types **kwds as allow_pickle
 
 
 def load_weights(source: Any = None, fn: str = "learned_controller") -> dict[str, Any]:
@@ -311,7 +316,7 @@ def warmup_ramp(count: jax.Array, warmup_steps: Any) -> jax.Array:
 def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, every: int,
                min_value: Any, max_value: Any, total_steps: Optional[int],
                axis_name: Optional[str], settings: dict[str, Any], reset_hidden: bool = False,
-               policy: Callable[..., Any] = None, warmup_steps: Any = 0
+               policy: Optional[Callable[..., Any]] = None, warmup_steps: Any = 0
                ) -> optax.GradientTransformationExtraArgs:
   """The transform without argument checks (``learned_controller`` checks; meta-training
   builds it with traced weights, starting rate and ``total_steps``, 0 for unknown).

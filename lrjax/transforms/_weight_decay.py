@@ -23,7 +23,7 @@ class WeightDecayState(NamedTuple):
     max_lr: the largest learning rate seen so far ("relative" coupling without ``max_lr``).
     decay: the decay coefficient applied at the most recent update (``lambda_t * coef``).
   """
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as Optax states do
   max_lr: jax.Array
   decay: jax.Array
 

@@ -34,7 +34,7 @@ class WindowSearchState(NamedTuple):
     scores: each candidate's loss forecast to the window's end, from the last search.
     winner: index of the candidate chosen by the last search.
   """
-  count: jax.Array  # shape=(), dtype=int32.
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
   lr: jax.Array  # shape=(), dtype=float32.
   num_nonfinite: jax.Array  # shape=(), dtype=int32.
   inner_state: Any
@@ -46,6 +46,11 @@ class WindowSearchState(NamedTuple):
   scores: jax.Array  # shape=(len(candidates),), dtype=float32.
   winner: jax.Array  # shape=(), dtype=int32.
 
+  # What ``lrjax.log_values`` reads, under "window_search/": fields, dotted paths.
+  LOGGED = ("lr", "multiplier", "phase", "num_nonfinite")
+
+  def log_label(self) -> str:
+    return "window_search"
 
 def _rate_grid(probe_steps: int, num: int = 96) -> np.ndarray:
   """Decay rates b of ``c + a exp(-b t)`` tried by the fit, per step.

@@ -1,4 +1,8 @@
-"""``get_schedule``: lrjax schedules by the names Hugging Face ``get_scheduler`` uses."""
+"""``get_schedule``: lrjax schedules by the names Hugging Face ``get_scheduler`` uses.
+
+It sits above both wings of the package: its names build pure schedules
+(``lrjax.schedules``) and, for the plateau names, a stateful one (``lrjax.stateful``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from lrjax.schedules._combinators import join
 from lrjax.schedules._cosine import cosine_decay, cosine_restarts
 from lrjax.schedules._decay import constant, inverse_sqrt, linear, polynomial
 from lrjax.schedules._warmup import warmup, wsd
+from lrjax.stateful import reduce_on_plateau
 
 _FN = "get_schedule"
 
@@ -98,7 +103,6 @@ def _warmup_stable_decay(peak, w, t, num_decay_steps=None, num_stable_steps=None
 
 
 def _reduce_lr_on_plateau(peak, w, t, min_lr=0.0, **kwargs):
-  from lrjax.stateful import reduce_on_plateau
   return reduce_on_plateau(peak, min_value=min_lr, **kwargs)
 
 
