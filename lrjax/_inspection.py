@@ -21,8 +21,8 @@ from lrjax.transforms._as_transform import AsTransformState
 # - the learning rate applied: a state's field ``lr`` (every lrjax stateful schedule's and
 #   LR-owning transform's), or ``optax.inject_hyperparams``' ``hyperparams["learning_rate"]``;
 #   an ``as_transform`` multiplier (``AsTransformState``) multiplies the rate it scales;
-# - the values to log: a state that declares ``LOGGED`` (its fields, dotted paths) and
-#   ``log_label()``; a state that declares ``averaged()`` holds averaged parameters.
+# - the values to log: a state's ``log_scalars()`` (a label and its scalars); a state with
+#   ``averaged()`` holds averaged parameters.
 # So a new transform needs no registration here: it names its fields.
 
 # A visitor returns None (not recognised: walk on into every child) or
@@ -188,19 +188,11 @@ def averaged_params(opt_state: Any) -> Any:
   return state.averaged()
 
 
-def _read(node: Any, path: str) -> Any:
-  for name in path.split("."):
-    node = getattr(node, name)
-  return node
-
-
 def _logged_parts(node: Any):
   """``(label, {key: scalar})`` for each state at ``node`` that has values worth logging."""
-  logged = getattr(type(node), "LOGGED", None)
-  if isinstance(logged, tuple) and callable(getattr(node, "log_label", None)):
-    scalars = {path.split(".")[-1]: _read(node, path) for path in logged}
+  if callable(getattr(type(node), "log_scalars", None)):
     children = [node.inner_state] if "inner_state" in _fields(node) else []
-    return [(node.log_label(), scalars)], children
+    return [node.log_scalars()], children
   hyperparams = getattr(node, "hyperparams", None)
   if isinstance(hyperparams, dict) and hasattr(node, "inner_state"):
     scalars = {k: h for k, h in hyperparams.items()

@@ -61,11 +61,14 @@ class ScheduleState(NamedTuple):
   stats: Any
   schedule: Any  # the StatefulSchedule (a pytree; a few scalar leaves).
 
-  # What ``lrjax.log_values`` reads (``lr`` is logged once, as "lr"): fields, dotted paths.
-  LOGGED = ("scale", "num_nonfinite", "guard.num_spikes", "count")
-
-  def log_label(self) -> str:
-    return getattr(self.schedule, "name", "schedule")
+  def log_scalars(self) -> tuple[str, dict[str, Any]]:
+    """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
+    return getattr(self.schedule, "name", "schedule"), {
+        "scale": self.scale,
+        "num_nonfinite": self.num_nonfinite,
+        "num_spikes": self.guard.num_spikes,
+        "count": self.count,
+    }
 
 
 def _as_array(x: Any) -> jax.Array:

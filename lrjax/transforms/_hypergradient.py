@@ -33,11 +33,14 @@ class HypergradientState(NamedTuple):
   hypergradient: jax.Array  # shape=(), dtype=float32.
   prev_direction: Any  # like params.
 
-  # What ``lrjax.log_values`` reads, under "hypergradient/": fields, dotted paths.
-  LOGGED = ("lr", "hypergradient", "num_nonfinite", "guard.num_spikes")
-
-  def log_label(self) -> str:
-    return "hypergradient"
+  def log_scalars(self) -> tuple[str, dict[str, Any]]:
+    """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
+    return "hypergradient", {
+        "lr": self.lr,
+        "hypergradient": self.hypergradient,
+        "num_nonfinite": self.num_nonfinite,
+        "num_spikes": self.guard.num_spikes,
+    }
 
 @v.checks_finite
 def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation], *,

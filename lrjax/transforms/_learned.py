@@ -95,11 +95,15 @@ class LearnedControllerState(NamedTuple):
   param_sample: jax.Array  # like grad_sample.
   rate: jax.Array  # shape=(), dtype=float32.
 
-  # What ``lrjax.log_values`` reads, under "learned_controller/": fields, dotted paths.
-  LOGGED = ("lr", "rate", "ceiling", "num_nonfinite", "guard.num_spikes")
-
-  def log_label(self) -> str:
-    return "learned_controller"
+  def log_scalars(self) -> tuple[str, dict[str, Any]]:
+    """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
+    return "learned_controller", {
+        "lr": self.lr,
+        "rate": self.rate,
+        "ceiling": self.ceiling,
+        "num_nonfinite": self.num_nonfinite,
+        "num_spikes": self.guard.num_spikes,
+    }
 
 # ---------------------------------------------------------------------------------------------
 # The network.

@@ -46,11 +46,14 @@ class WindowSearchState(NamedTuple):
   scores: jax.Array  # shape=(len(candidates),), dtype=float32.
   winner: jax.Array  # shape=(), dtype=int32.
 
-  # What ``lrjax.log_values`` reads, under "window_search/": fields, dotted paths.
-  LOGGED = ("lr", "multiplier", "phase", "num_nonfinite")
-
-  def log_label(self) -> str:
-    return "window_search"
+  def log_scalars(self) -> tuple[str, dict[str, Any]]:
+    """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
+    return "window_search", {
+        "lr": self.lr,
+        "multiplier": self.multiplier,
+        "phase": self.phase,
+        "num_nonfinite": self.num_nonfinite,
+    }
 
 def _rate_grid(probe_steps: int, num: int = 96) -> np.ndarray:
   """Decay rates b of ``c + a exp(-b t)`` tried by the fit, per step.
