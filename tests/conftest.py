@@ -7,24 +7,12 @@ import tempfile
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
-# One compilation cache for the whole run, shared by the pytest-xdist workers: a program that
-# several tests build alike (the same step of the same case, say) is compiled once. The folder
-# is made by the first process of the run (the controller under xdist) and removed at its end,
-# so every run starts cold, as on a fresh clone.
-_CACHE_ENV = "LRJAX_TEST_COMPILATION_CACHE"
-_OWN_CACHE = _CACHE_ENV not in os.environ
-if _OWN_CACHE:
-  os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="lrjax-test-xla-cache-")
-
 import hypothesis  # noqa: E402
 import jax  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 hypothesis.settings.register_profile("lrjax", max_examples=60, deadline=None,
                                     derandomize=True)
@@ -44,8 +32,27 @@ def pytest_collection_modifyitems(config, items):
   items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: module order kept
 
 
+# One compilation cache for the whole run, shared by the pytest-xdist workers: a program that
+# several tests build alike (the same step of the same case, say) is compiled once. The folder
+# is made by the first process of the run (the controller under xdist, before it starts the
+# workers, which inherit its environment) and removed at its end, so every run starts cold, as
+# on a fresh clone.
+_CACHE_ENV = "LRJAX_TEST_COMPILATION_CACHE"
+_own_cache = False
+
+
+def pytest_configure(config):
+  global _own_cache
+  if _CACHE_ENV not in os.environ:
+    os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="lrjax-test-xla-cache-")
+    _own_cache = True
+  jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def pytest_unconfigure(config):
-  if _OWN_CACHE:
+  if _own_cache:
     shutil.rmtree(os.environ.pop(_CACHE_ENV), ignore_errors=True)
 
 
