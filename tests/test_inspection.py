@@ -151,3 +151,32 @@ def test_old_import_paths_warn_and_still_work():
     with pytest.warns(DeprecationWarning, match=f"{old} moved to lrjax.bench"):
       module = importlib.import_module(old)
     assert callable(getattr(module, new))
+
+
+def test_a_new_transform_is_read_by_its_fields_without_registration():
+  """A state of a transform lrjax has never seen: its ``lr`` field is the rate, its
+  ``log_scalars()`` is logged, its ``averaged()`` is the average."""
+  from typing import Any, NamedTuple
+
+  class MyState(NamedTuple):
+    lr: Any
+    trials: Any
+    inner_state: Any
+
+    def log_scalars(self):
+      return "mine", {"trials": self.trials}
+
+  class MyAverage(NamedTuple):
+    total: Any
+
+    def averaged(self):
+      return self.total / 2
+
+  inner = optax.inject_hyperparams(optax.adamw)(learning_rate=0.5, weight_decay=0.25)
+  inner_state = inner.init(jnp.zeros(2))
+  state = (MyState(jnp.float32(0.03), jnp.int32(7), inner_state), MyAverage(jnp.ones(2) * 4))
+  assert float(lrjax.current_lr(state)) == pytest.approx(0.03)
+  values = lrjax.log_values(state)
+  assert values["lr"] == pytest.approx(0.03) and values["mine/trials"] == 7.0
+  assert values["hyperparams/weight_decay"] == pytest.approx(0.25)  # walked into inner_state
+  np.testing.assert_allclose(lrjax.averaged_params(state), [2.0, 2.0])
