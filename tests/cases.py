@@ -177,8 +177,7 @@ def steps_for(case: Case) -> np.ndarray:
 
   Padded to ``NUM_STEPS`` by repeating the last step: the same points, one shape.
   """
-  steps = _raw_steps(case)
-  return np.pad(steps, (0, NUM_STEPS - len(steps)), mode="edge")
+  return pad(_raw_steps(case), NUM_STEPS)
 
 
 def pad(x, n):

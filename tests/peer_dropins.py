@@ -8,6 +8,8 @@ no counterpart for (Optax's cosine interpolation, its linear one-cycle with ``pc
 left as the peer's own. ``test_peer_suites.py`` runs the peers' tests against these.
 """
 
+import types
+
 import numpy as np
 
 import lrjax
@@ -87,7 +89,6 @@ class Optax:
 
 def optax_namespace(original):
   """``original`` (Optax's ``_schedule`` or ``_join`` module) with lrjax drop-ins in it."""
-  import types
   ns = types.SimpleNamespace(**vars(original))
   for name in vars(Optax):
     if not name.startswith("_") and hasattr(original, name):
@@ -106,9 +107,7 @@ def optax_namespace(original):
 def keras_namespace(original):
   """Keras' ``optimizers.schedules`` with its classes built from lrjax schedules through
   ``lrjax.keras.schedule``."""
-  import types
-
-  import lrjax.keras
+  import lrjax.keras  # needs Keras' JAX backend: imported only when the Keras suite runs
   ns = types.SimpleNamespace(**vars(original))
   k = lrjax.keras.schedule
 
