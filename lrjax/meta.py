@@ -40,6 +40,7 @@ are where the controller is judged.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -302,8 +303,12 @@ class _Flat:
 
   def __init__(self, weights):
     self.keys = _learned.WEIGHT_KEYS
-    self.shapes = [np.shape(weights[k]) for k in self.keys]
+    self.shapes = [tuple(np.shape(weights[k])) for k in self.keys]
     self.sizes = [int(np.prod(s)) for s in self.shapes]
+
+  @classmethod
+  def of_shapes(cls, shapes):
+    return cls({k: np.zeros(s) for k, s in zip(_learned.WEIGHT_KEYS, shapes)})
 
   def flat(self, weights):
     return jnp.concatenate([jnp.ravel(jnp.asarray(weights[k], jnp.float32)) for k in self.keys])
@@ -316,21 +321,24 @@ class _Flat:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _population_program(task: TaskFn, optimizer: str, shapes: tuple, policy, reset_hidden: bool):
+  """``jit(vmap(run_meta_loss))`` over a population of flat weights, for one task function and
+  inner optimizer: built once per process, so every ``meta_train``/``evaluate`` call (and every
+  population size) shares one traced function and its compiled programs."""
+  flat = _Flat.of_shapes(shapes)
+
+  def one(vec, key, horizon, known, lr0):
+    return run_meta_loss(task, optimizer, flat.unflat(vec), key, horizon, known, lr0,
+                         policy=policy, reset_hidden=reset_hidden)
+  return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
+
+
 def _compiled_population(family: Mapping[str, TaskFn], flat: _Flat, policy=None,
                          reset_hidden=False):
-  """A cache of ``(structure, optimizer) -> jit(vmap over a population of flat weights)``."""
-  cache = {}
-
-  def get(structure, optimizer):
-    if (structure, optimizer) not in cache:
-      task = family[structure]
-
-      def one(vec, key, horizon, known, lr0):
-        return run_meta_loss(task, optimizer, flat.unflat(vec), key, horizon, known, lr0,
-                             policy=policy, reset_hidden=reset_hidden)
-      cache[structure, optimizer] = jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
-    return cache[structure, optimizer]
-  return get
+  """``(structure, optimizer) -> jit(vmap over a population of flat weights)``."""
+  return lambda structure, optimizer: _population_program(
+      family[structure], optimizer, tuple(flat.shapes), policy, reset_hidden)
 
 
 def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, TaskFn]] = None,
@@ -375,19 +383,21 @@ def hand_rule(weights: Any, hidden: Any, x: jax.Array) -> tuple[Any, jax.Array]:
   return hidden, _learned.MAX_LOG_STEP * jnp.tanh(z)
 
 
+@functools.lru_cache(maxsize=256)
+def _hand_rule_trace(task: TaskFn, optimizer: str):
+  """``jit(run_meta_loss)`` of the hand rule with its trace, once per task function and
+  optimizer."""
+  return jax.jit(lambda weights, key, h, known, lr0: run_meta_loss(
+      task, optimizer, weights, key, h, known, lr0, policy=hand_rule, trace=True))
+
+
 def imitation_data(draws: list[Draw], family: Mapping[str, TaskFn], hidden_size: int):
   """Inputs and the hand rule's log-rate changes along runs of the hand rule."""
   dummy = _learned.init_weights(jax.random.PRNGKey(0), hidden_size)
   xs, ds, masks = [], [], []
-  cache = {}
   for d in draws:
-    if (d.structure, d.optimizer) not in cache:
-      task = family[d.structure]
-      cache[d.structure, d.optimizer] = jax.jit(
-          lambda key, h, k, lr0, task=task, opt=d.optimizer: run_meta_loss(
-              task, opt, dummy, key, h, k, lr0, policy=hand_rule, trace=True))
-    _, x, delta = cache[d.structure, d.optimizer](jax.random.PRNGKey(d.seed), d.horizon,
-                                                  d.horizon_known, d.init_value)
+    _, x, delta = _hand_rule_trace(family[d.structure], d.optimizer)(
+        dummy, jax.random.PRNGKey(d.seed), d.horizon, d.horizon_known, d.init_value)
     xs.append(x)
     ds.append(jax.vmap(lambda xi: hand_rule(None, None, xi)[1])(x))
     masks.append((jnp.arange(MAX_HORIZON) < d.horizon).astype(jnp.float32))
@@ -398,8 +408,24 @@ def fit_by_lbfgs(weights: Any, xs: jax.Array, targets: jax.Array, masks: jax.Arr
                  steps: int = 150) -> tuple[Any, list[float]]:
   """Fits the GRU's outputs to ``targets`` along ``xs`` by ``optax.lbfgs`` (least squares)."""
   flat = _Flat(weights)
+  step, opt = _lbfgs_step(tuple(flat.shapes))
+  vec = flat.flat(weights)
+  state = opt.init(vec)
+  history = []
+  for _ in range(steps):
+    vec, state, value = step(vec, state, xs, targets, masks)
+    history.append(float(value))
+  return flat.unflat(vec), history
 
-  def objective(vec):
+
+@functools.lru_cache(maxsize=16)
+def _lbfgs_step(shapes: tuple):
+  """One jitted ``optax.lbfgs`` step of the imitation fit, the data as arguments: compiled
+  once per weight shape (and data shape), not once per fit."""
+  flat = _Flat.of_shapes(shapes)
+  opt = optax.lbfgs()
+
+  def objective(vec, xs, targets, masks):
     w = flat.unflat(vec)
 
     def seq(x, m, tgt):
@@ -410,23 +436,13 @@ def fit_by_lbfgs(weights: Any, xs: jax.Array, targets: jax.Array, masks: jax.Arr
       return jnp.sum(m * (deltas - tgt) ** 2) / jnp.sum(m)
     return jnp.mean(jax.vmap(seq)(xs, masks, targets)) / _learned.MAX_LOG_STEP ** 2
 
-  opt = optax.lbfgs()
-  value_and_grad = optax.value_and_grad_from_state(objective)
-
   @jax.jit
-  def step(vec, state):
-    value, grad = value_and_grad(vec, state=state)
-    updates, state = opt.update(grad, state, vec, value=value, grad=grad,
-                                value_fn=objective)
+  def step(vec, state, xs, targets, masks):
+    fn = lambda vec: objective(vec, xs, targets, masks)  # noqa: E731
+    value, grad = optax.value_and_grad_from_state(fn)(vec, state=state)
+    updates, state = opt.update(grad, state, vec, value=value, grad=grad, value_fn=fn)
     return optax.apply_updates(vec, updates), state, value
-
-  vec = flat.flat(weights)
-  state = opt.init(vec)
-  history = []
-  for _ in range(steps):
-    vec, state, value = step(vec, state)
-    history.append(float(value))
-  return flat.unflat(vec), history
+  return step, opt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,8 +566,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
       leaves = [ck[f"adam_{i}"] for i in range(int(ck["adam_leaves"]))]
       adam_state = jax.tree.unflatten(jax.tree.structure(adam_state),
                                       [jnp.asarray(x) for x in leaves])
-  get = _compiled_population(family, flat)
-  get_one = _compiled_population(family, flat)  # the validation's programs (population of 1)
+  get = _compiled_population(family, flat)  # the validation's population of 1 shares it
 
   @jax.jit
   def adam_step(theta, grad, state):
@@ -570,7 +585,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
 
   def validate(i):
     loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(theta)), validation, family,
-                                  compiled=get_one)))
+                                  compiled=get)))
     val_history.append((i, loss))
     if loss < best["loss"]:
       best.update(theta=np.array(theta), loss=loss, iteration=i)

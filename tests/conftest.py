@@ -4,11 +4,26 @@ import sys
 import tempfile
 
 # 8 CPU devices for the multi-device tests; must be set before JAX starts.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+#
+# The suite is compile-bound: most tests run a few updates of a program they just compiled. So
+# by default a test compiles with `jax_disable_most_optimizations` (LLVM at -O0, its expensive
+# passes off: a fifth to a third less compile time), and a test marked `optimized` (one that
+# trains long enough for faster code to pay: a CNN, the char LM, meta-training) compiles with
+# LLVM at -O1 (`--xla_backend_optimization_level=1`, the code as fast as at the default -O2 on
+# these tasks, compiled faster). Neither changes the HLO, which the XLA passes make before LLVM
+# runs (`test_step_cost.py` reads it), nor float results: XLA's CPU default keeps fast math off.
+# LRJAX_TEST_XLA_OPTIMIZE=1 compiles every test as users do.
+OPTIMIZE_ALL = os.environ.get("LRJAX_TEST_XLA_OPTIMIZE") == "1"
+XLA_TEST_FLAGS = "--xla_force_host_platform_device_count=8"
+if not OPTIMIZE_ALL and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  XLA_TEST_FLAGS += " --xla_backend_optimization_level=1"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + XLA_TEST_FLAGS).strip()
+if not OPTIMIZE_ALL:  # the subprocesses too (the multi-process workers, the CLI smoke test)
+  os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import hypothesis  # noqa: E402
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -25,6 +40,17 @@ hypothesis.settings.load_profile("lrjax")
 _SLOW_FIRST = ("test_multiprocess.py", "test_examples_and_docs.py", "test_learned.py",
                "test_tasks.py", "test_compare.py", "test_common.py", "test_stateful_rules.py",
                "test_peer_suites.py", "test_values.py", "test_stateful.py", "test_step_cost.py")
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimization(request):
+  """Compiles an `optimized` test's programs with LLVM's passes on, every other one's without
+  (see the top of this file); module fixtures run between tests, with the default."""
+  default = jax.config.read("jax_disable_most_optimizations")
+  if request.node.get_closest_marker("optimized") is not None:
+    jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", default)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,8 +3,8 @@
 Every case trains a linear model for ``STEPS`` updates on a global batch sharded over all
 devices of all processes (``jax.make_array_from_process_local_data``: each process feeds its
 own rows), with ``jit`` and ``NamedSharding`` (``mode="jit"``) or ``shard_map`` with
-``axis_name`` (``mode="shard_map"``); an orbax checkpoint written by every process half-way is
-restored by every process and training continues. Results go to ``OUT/<case>_<mode>_<pid>.npz``.
+``axis_name`` (``mode="shard_map"``); one orbax checkpoint of every case half-way, written by
+every process, is restored by every process and every case continues. Results go to ``OUT/<case>_<mode>_<pid>.npz``.
 
   python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT [CASES]
 """
@@ -39,92 +39,117 @@ def global_batch(t):
   return x, y
 
 
-def run_case(name, mode, ckpt_dir, resume=True):
-  """Trains one case on the global mesh; returns the leaves after STEPS updates, straight and
-  (with ``resume``) resumed from a checkpoint at HALF, else None."""
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  import optax
-  import orbax.checkpoint as ocp
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+class Case:
+  """One case on the global mesh: its jitted step, init and global batches."""
 
-  mesh = Mesh(np.array(jax.devices()), ("batch",))
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("batch"))
-  tx = cases()[name]("batch" if mode == "shard_map" else None)
-  rows = ROWS // jax.process_count()
-  lo = jax.process_index() * rows
+  def __init__(self, name, mode):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-  def loss_fn(params, x, y):
-    return jnp.mean((x @ params["w"] - y) ** 2)
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    self.replicated = replicated = NamedSharding(mesh, P())
+    self.sharded = NamedSharding(mesh, P("batch"))
+    tx = cases()[name]("batch" if mode == "shard_map" else None)
 
-  if mode == "jit":
-    def step(params, state, x, y):
-      loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-      updates, state = tx.update(grads, state, params, value=loss)
-      return optax.apply_updates(params, updates), state
-    step = jax.jit(step, out_shardings=(replicated, replicated))
-  else:
-    def local_step(params, state, x, y):
-      loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-      grads = jax.lax.pmean(grads, "batch")  # data parallel; the schedule averages the loss
-      updates, state = tx.update(grads, state, params, value=loss)
-      return optax.apply_updates(params, updates), state
-    step = jax.jit(jax.shard_map(local_step, mesh=mesh, in_specs=(P(), P(), P("batch"),
-                                                                  P("batch")),
-                                 out_specs=(P(), P()), check_vma=False))
+    def loss_fn(params, x, y):
+      return jnp.mean((x @ params["w"] - y) ** 2)
 
-  def batch(t):
+    if mode == "jit":
+      def step(params, state, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        updates, state = tx.update(grads, state, params, value=loss)
+        return optax.apply_updates(params, updates), state
+      self.step = jax.jit(step, out_shardings=(replicated, replicated))
+    else:
+      def local_step(params, state, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        grads = jax.lax.pmean(grads, "batch")  # data parallel; the schedule averages the loss
+        updates, state = tx.update(grads, state, params, value=loss)
+        return optax.apply_updates(params, updates), state
+      self.step = jax.jit(jax.shard_map(local_step, mesh=mesh,
+                                        in_specs=(P(), P(), P("batch"), P("batch")),
+                                        out_specs=(P(), P()), check_vma=False))
+    self.init_state = jax.jit(tx.init, out_shardings=replicated)  # one program for every init
+
+  def init(self):
+    import jax
+    import jax.numpy as jnp
+    params = jax.device_put({"w": jnp.zeros(DIM)}, self.replicated)
+    return params, self.init_state(params)
+
+  def batch(self, t):
+    import jax
+    rows = ROWS // jax.process_count()
+    lo = jax.process_index() * rows
     x, y = global_batch(t)
-    return (jax.make_array_from_process_local_data(sharded, x[lo:lo + rows], x.shape),
-            jax.make_array_from_process_local_data(sharded, y[lo:lo + rows], y.shape))
+    return (jax.make_array_from_process_local_data(self.sharded, x[lo:lo + rows], x.shape),
+            jax.make_array_from_process_local_data(self.sharded, y[lo:lo + rows], y.shape))
 
-  init_state = jax.jit(tx.init, out_shardings=replicated)  # one program for every init
-
-  def init():
-    params = jax.device_put({"w": jnp.zeros(DIM)}, replicated)
-    return params, init_state(params)
-
-  def train(params, state, ts):
+  def train(self, params, state, ts):
+    import jax
     for t in ts:
-      params, state = jax.block_until_ready(step(params, state, *batch(t)))
+      params, state = jax.block_until_ready(self.step(params, state, *self.batch(t)))
     return params, state
 
-  straight = train(*init(), range(STEPS))
+  def template(self, tree):
+    import jax
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated), tree)
 
-  def local(tree):
-    return [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(tree)]
 
-  if not resume:
-    return local(straight), None
-  half = train(*init(), range(HALF))
+def local(tree):
+  import jax
+  import numpy as np
+  return [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(tree)]
+
+
+def run_case(name, mode):
+  """One process's leaves of one case after STEPS updates (the one-process reference)."""
+  case = Case(name, mode)
+  return local(case.train(*case.init(), range(STEPS)))
+
+
+def run_all(keys, ckpt_dir):
+  """Every case's leaves after STEPS updates, straight and resumed: all cases trained to HALF
+  are written in one orbax checkpoint by every process, restored by every process, continued."""
+  import orbax.checkpoint as ocp
+  built = {key: Case(*key) for key in keys}
+  straight = {key: local(c.train(*c.init(), range(STEPS))) for key, c in built.items()}
+  half = {f"{n}_{m}": dict(zip(("params", "opt_state"), c.train(*c.init(), range(HALF))))
+          for (n, m), c in built.items()}
   checkpointer = ocp.StandardCheckpointer()
-  path = os.path.join(ckpt_dir, f"{name}_{mode}")
-  checkpointer.save(path, {"params": half[0], "opt_state": half[1]})
+  path = os.path.join(ckpt_dir, "half")
+  checkpointer.save(path, half)
   checkpointer.wait_until_finished()
-  template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                          {"params": init()[0], "opt_state": init()[1]})
+  template = {f"{n}_{m}": c.template(dict(zip(("params", "opt_state"), c.init())))
+              for (n, m), c in built.items()}
   restored = checkpointer.restore(path, template)
-  resumed = train(restored["params"], restored["opt_state"], range(HALF, STEPS))
-  return local(straight), local(resumed)
+  resumed = {}
+  for (n, m), c in built.items():
+    r = restored[f"{n}_{m}"]
+    resumed[n, m] = local(c.train(r["params"], r["opt_state"], range(HALF, STEPS)))
+  return {key: (straight[key], resumed[key]) for key in keys}
 
 
 def main():
   pid, nproc, port, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
   names = sys.argv[5].split(",") if len(sys.argv) > 5 else None
-  os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()  # the suite's, but 4 devices
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  os.environ["XLA_FLAGS"] = " ".join(flags + ["--xla_force_host_platform_device_count=4"])
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import jax
   import numpy as np
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=nproc,
                              process_id=pid, initialization_timeout=60)
-  for name in names or sorted(cases()):
-    for mode in ("jit", "shard_map"):
-      straight, resumed = run_case(name, mode, os.path.join(out, "ckpt"))
-      np.savez(os.path.join(out, f"{name}_{mode}_{pid}.npz"),
-               *straight, *[np.asarray(x) for x in resumed])
-      print(f"process {pid}: {name} {mode} done", flush=True)
+  keys = [(name, mode) for name in names or sorted(cases()) for mode in ("jit", "shard_map")]
+  for (name, mode), (straight, resumed) in run_all(keys, os.path.join(out, "ckpt")).items():
+    np.savez(os.path.join(out, f"{name}_{mode}_{pid}.npz"), *straight, *resumed)
+  print(f"process {pid}: {len(keys)} cases done", flush=True)
   jax.distributed.shutdown()
 
 

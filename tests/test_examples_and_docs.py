@@ -17,7 +17,12 @@ SMOKE_ARGS = {"schedule_sweep.py": ["--steps", "40"], "seed_cnn.py": ["--steps",
               "learned_controller.py": ["--steps", "100"]}
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+OPTIMIZED = {"seed_cnn.py", "seed_keras_cnn.py"}  # CNNs: compiled with LLVM's passes on
+PARAMS = [pytest.param(p, marks=[pytest.mark.optimized] if p.name in OPTIMIZED else [])
+          for p in EXAMPLES]
+
+
+@pytest.mark.parametrize("path", PARAMS, ids=[p.name for p in EXAMPLES])
 def test_example_runs(path, monkeypatch, capsys):
   if path.name == "seed_keras_cnn.py":
     pytest.importorskip("keras")  # the optional lrjax[keras] extra (the test extra installs it)

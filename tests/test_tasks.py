@@ -13,6 +13,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("flax")
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("name,steps,check", [
     ("digits", 200, lambda m: m[-1] > 0.9),        # a CNN learns 8x8 digits quickly
     ("regression", 200, lambda m: m[-1] < 0.7),     # standardized MSE well below 1
