@@ -41,8 +41,21 @@ def _params(dtype=jnp.float32):
   return {"w": jnp.linspace(-1.0, 1.0, 4).astype(dtype), "b": jnp.ones((2, 3), dtype)}
 
 
+@functools.cache
+def _built(case):
+  """Each case's transform, built once for the module (a pure object: tests share it)."""
+  return case.build(None)
+
+
+@functools.cache
+def _jitted_step(tx):
+  """One jitted step per transform, shared by every ``_run`` of it (params and state are
+  arguments), instead of a new program per call."""
+  return jax.jit(make_step(tx))
+
+
 def _run(tx, params, state, noises):
-  step = jax.jit(make_step(tx))
+  step = _jitted_step(tx)
   for n in noises:
     params, state = step(params, state, jnp.float32(n))
   return params, state
@@ -50,7 +63,7 @@ def _run(tx, params, state, noises):
 
 @PER_CASE
 def test_nan_values_and_gradients_are_skipped_and_counted(case):
-  tx = case.build(None)
+  tx = _built(case)
   params = _params()
   state = tx.init(params)
   noises = _noise(30)
@@ -77,7 +90,7 @@ def test_nan_values_and_gradients_are_skipped_and_counted(case):
 
 @PER_CASE
 def test_counters_saturate_instead_of_wrapping(case):
-  tx = case.build(None)
+  tx = _built(case)
   params = _params()
   big = jnp.int32(2**31 - 1)
   def set_counters(path, leaf):
@@ -94,7 +107,7 @@ def test_counters_saturate_instead_of_wrapping(case):
 
 @PER_CASE
 def test_bf16_params_keep_float32_statistics(case):
-  tx = case.build(None)
+  tx = _built(case)
   params = _params(jnp.bfloat16)
   state = tx.init(params)
   loss, grads = jax.value_and_grad(_loss)(params)
@@ -112,7 +125,7 @@ def test_bf16_params_keep_float32_statistics(case):
 
 @PER_CASE
 def test_state_structure_and_dtypes_never_change_and_no_retrace(case):
-  tx = case.build(None)
+  tx = _built(case)
   params = _params()
   state = tx.init(params)
   chex.clear_trace_counter()
@@ -130,7 +143,7 @@ def test_state_structure_and_dtypes_never_change_and_no_retrace(case):
 
 @PER_CASE
 def test_state_and_object_pytree_round_trip(case):
-  tx = case.build(None)
+  tx = _built(case)
   state = _run(tx, _params(), tx.init(_params()), _noise(13))[1]
   leaves, treedef = jax.tree.flatten(state)
   chex.assert_trees_all_equal(jax.tree.unflatten(treedef, leaves), state)
@@ -145,7 +158,7 @@ def test_state_and_object_pytree_round_trip(case):
 @PER_CASE
 def test_state_can_be_donated(case):
   """Regression: fields sharing one zero buffer made jit(donate_argnums=...) refuse the state."""
-  tx = case.build(None)
+  tx = _built(case)
   step = jax.jit(make_step(tx), donate_argnums=(0, 1))
   params = _params()
   state = tx.init(params)
@@ -182,7 +195,7 @@ def test_eight_replicas_agree_and_equal_one_device_fed_the_mean(case, eight_devi
   for leaf in jax.tree.leaves(state):
     leaf = np.asarray(leaf)
     np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[0], leaf.shape))
-  single_tx = case.build(None)
+  single_tx = _built(case)
   _, single = _run(single_tx, _params(), single_tx.init(_params()), per_device.mean(axis=1))
   np.testing.assert_allclose(float(lrjax.current_lr(state, replicated=True)),
                              float(lrjax.current_lr(single)), rtol=1e-5)
@@ -192,7 +205,7 @@ def test_eight_replicas_agree_and_equal_one_device_fed_the_mean(case, eight_devi
 @PER_CASE
 def test_orbax_checkpoint_mid_window_resumes_bit_identically(case, tmp_path):
   ocp = pytest.importorskip("orbax.checkpoint")
-  tx = case.build(None)
+  tx = _built(case)
   noises = _noise(40)
   p0 = _params()
   straight = _run(tx, p0, tx.init(p0), noises)
