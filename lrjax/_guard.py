@@ -16,12 +16,18 @@ or ``nonfinite`` non-finite values in a row. On a spike the owner multiplies
 its learning rate by ``cut`` and restarts its decision statistics; the guard
 restarts its level and reference at the current value, so a loss that keeps
 climbing (another factor :math:`k`) triggers again while one that recovers does
-not.
+not. The guard also remembers: a spike at rate :math:`\\alpha` lowers its
+**ceiling** to :math:`\\sqrt{\\text{cut}}\\,\\alpha` for the rest of the run
+(the cut undone at most halfway, in log), so a schedule that raises its rate
+(``greedy``, ``hypergradient``, the learned controller, a rising base) never
+climbs back to a rate that blew up.
 Smoothing makes one bad minibatch (even 10x the typical loss) move
 :math:`e` by less than 2x, far below the default :math:`k = 4`.
 
-Losses that are zero or negative (and ``mode="max"`` metrics) get only the
-non-finite rule. Everything is a few scalar operations per update, in graph.
+Losses that are zero or negative, ``mode="max"`` metrics and a metric fed by
+``observe`` (a held-out loss: one that climbs far above its best is
+overfitting, not a blow-up) get only the non-finite rule. Everything is a few
+scalar operations per update, in graph.
 """
 
 from __future__ import annotations
@@ -49,18 +55,31 @@ class GuardState(NamedTuple):
     reference: the lowest level since the last trigger, :math:`r_t` (0 before).
     nonfinite_run: non-finite values in a row (saturating).
     num_spikes: triggers so far (saturating): the spikes caught.
+    ceiling: the highest learning rate allowed: ``inf`` (or the owner's
+      ``max_value``) at first, lowered by each spike (``lower_ceiling``).
   """
   level: jax.Array  # shape=(), dtype=float32.
   reference: jax.Array  # shape=(), dtype=float32.
   nonfinite_run: jax.Array  # shape=(), dtype=int32.
   num_spikes: jax.Array  # shape=(), dtype=int32.
+  ceiling: jax.Array  # shape=(), dtype=float32.
 
 
-def init_guard() -> GuardState:
-  """The guard's state before any value."""
+def init_guard(ceiling: Any = None) -> GuardState:
+  """The guard's state before any value; ``ceiling``: the highest rate (None: no bound)."""
   zero = as_float(0.0)
   return GuardState(level=zero, reference=jnp.zeros_like(zero), nonfinite_run=counter(),
-                    num_spikes=counter())
+                    num_spikes=counter(),
+                    ceiling=as_float(jnp.inf if ceiling is None else ceiling))
+
+
+def lower_ceiling(state: GuardState, spike: jax.Array, rate: jax.Array, cut: Any,
+                  floor: Any = 0.0) -> GuardState:
+  """After a spike at ``rate``: the ceiling :math:`\\min(c, \\sqrt{\\text{cut}}\\,\\alpha)`,
+  never below ``floor`` (the owner's ``min_value``); unchanged without a spike."""
+  lowered = jnp.maximum(jnp.minimum(state.ceiling, as_float(rate) * jnp.sqrt(as_float(cut))),
+                        as_float(floor))
+  return state._replace(ceiling=jnp.where(spike, lowered, state.ceiling))
 
 
 def check_settings(fn: str, factor: Any, cut: Any, nonfinite: Any) -> None:
@@ -100,9 +119,9 @@ def guard_step(state: GuardState, value: jax.Array, finite: jax.Array, *, factor
   # rate (one update of lag), and a level smoothed over the blow-up would keep rising.
   level = jnp.where(triggered & finite, value, level)
   reference = jnp.where(triggered, jnp.where(finite, value, state.reference), reference)
-  return GuardState(level=level, reference=reference,
-                    nonfinite_run=jnp.where(blowup, jnp.zeros_like(run), run),
-                    num_spikes=increment_if(state.num_spikes, triggered)), triggered
+  return state._replace(level=level, reference=reference,
+                        nonfinite_run=jnp.where(blowup, jnp.zeros_like(run), run),
+                        num_spikes=increment_if(state.num_spikes, triggered)), triggered
 
 
 def flag(fn: str, name: str, value: Any) -> bool:

@@ -18,6 +18,11 @@ XLA_TEST_FLAGS = "--xla_force_host_platform_device_count=8"
 if not OPTIMIZE_ALL and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   XLA_TEST_FLAGS += " --xla_backend_optimization_level=1"
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + XLA_TEST_FLAGS).strip()
+# Every subprocess a test starts (the multi-process workers, the multi-host example's processes,
+# the CLI smoke test) imports the lrjax under test, this checkout, not an installed copy.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_ROOT] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
 if not OPTIMIZE_ALL:  # the subprocesses too (the multi-process workers, the CLI smoke test)
   os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 

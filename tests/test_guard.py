@@ -172,3 +172,57 @@ def test_bad_guard_arguments(fn, kwargs, message):
   with pytest.raises(ValueError, match=f"lrjax.{fn}: " + message.replace("[", r"\[")
                      .replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
     getattr(lrjax, fn)(**args, **kwargs)
+
+
+def test_a_spike_sets_a_ceiling_that_greedy_never_climbs_back_over():
+  # Greedy doubles its rate on every improving update; a spike cuts the rate 10x and caps it
+  # for the rest of the run at sqrt(0.1) times the rate that made the spiking loss (the
+  # previous update's: one update of lag), however long the loss improves afterwards.
+  s = lrjax.greedy(1.0, factor=0.5, patience=0, window=1, threshold=0.0)
+  improving = [10.0 * 0.9 ** k for k in range(6)]
+  values = improving + [1000.0] + [5.0 * 0.9 ** k for k in range(30)]
+  lrs, scales, state = _feed(s, values)
+  spike_at = len(improving)
+  assert int(state.guard.num_spikes) == 1
+  np.testing.assert_allclose(lrs[:spike_at + 1], 2.0 ** np.arange(spike_at + 1))  # it climbed
+  ceiling = math.sqrt(0.1) * lrs[spike_at - 1]
+  np.testing.assert_allclose(float(state.guard.ceiling), ceiling, rtol=1e-6)
+  assert lrs[spike_at + 1] <= 0.1 * lrs[spike_at] * (1 + 1e-6)  # cut at once
+  assert max(lrs[spike_at + 1:]) == pytest.approx(ceiling, rel=1e-6)  # reached, never passed
+  # The scale is held at the ceiling too, so the first reduction lowers the rate at once.
+  np.testing.assert_allclose(scales[-1], ceiling, rtol=1e-6)
+  after = s.update(state, value=jnp.float32(values[-1]))  # no improvement: a reduction
+  assert float(s(after)) == pytest.approx(0.5 * ceiling, rel=1e-6)
+
+
+def test_a_rising_base_stays_below_the_ceiling_after_a_spike():
+  s = lrjax.reduce_on_plateau(lrjax.warmup(1.0, 100), patience=10_000)
+  lrs, _, state = _feed(s, [1.0] * 20 + [100.0] + [1.0] * 100)
+  spike_rate = 19 / 100  # the rate of the update before the spiking loss
+  assert int(state.guard.num_spikes) == 1
+  assert max(lrs[21:]) == pytest.approx(math.sqrt(0.1) * spike_rate, rel=1e-6)
+  assert lrs[-1] == pytest.approx(math.sqrt(0.1) * spike_rate, rel=1e-6)  # not 0.1 * 1.0
+  bare, _, _ = _feed(lrjax.reduce_on_plateau(lrjax.warmup(1.0, 100), patience=10_000,
+                                             guard=False), [1.0] * 20 + [100.0] + [1.0] * 100)
+  np.testing.assert_allclose(bare, np.minimum(np.arange(121) / 100, 1.0), rtol=1e-6)
+
+
+def test_hypergradient_alpha_stays_below_its_ceiling_after_a_spike():
+  # SGD-HD on constant gradients g = (1, 1): h = g . u_prev = -2 raises alpha by 2 * hyper_lr
+  # per update (0.1, 0.102, ...); the loss of the third update spikes, made at alpha 0.102.
+  tx = lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=1e-3)
+  params = jnp.ones(2)
+  state = tx.init(params)
+  update = jax.jit(lambda s, v: tx.update(jnp.ones(2), s, params, value=v))
+  for loss in (1.0, 1.0, 100.0):
+    _, state = update(state, jnp.float32(loss))
+  assert int(state.guard.num_spikes) == 1
+  ceiling = math.sqrt(0.1) * 0.102
+  np.testing.assert_allclose(float(state.guard.ceiling), ceiling, rtol=1e-5)
+  alphas = []
+  for _ in range(100):
+    _, state = update(state, jnp.float32(1.0))
+    alphas.append(float(state.lr))
+  assert alphas[0] < 0.5 * ceiling  # cut, then it climbs again, up to the ceiling only
+  assert max(alphas) == pytest.approx(ceiling, rel=1e-5) and alphas[-1] == max(alphas)
+

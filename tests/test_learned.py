@@ -169,8 +169,8 @@ def test_a_spike_caps_the_rate_below_the_one_that_spiked():
       spikes.append(before)
     rates.append(float(state.lr))
   assert spikes, "the guard never fired"
-  np.testing.assert_allclose(float(state.ceiling), min(spikes) * np.sqrt(0.1), rtol=1e-5)
-  assert max(rates[rates.index(min(rates)):]) <= float(state.ceiling) * (1 + 1e-6)
+  np.testing.assert_allclose(float(state.guard.ceiling), min(spikes) * np.sqrt(0.1), rtol=1e-5)
+  assert max(rates[rates.index(min(rates)):]) <= float(state.guard.ceiling) * (1 + 1e-6)
   assert np.isfinite(float(loss_fn(params))) and float(loss_fn(params)) < 100
 
 

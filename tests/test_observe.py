@@ -254,3 +254,52 @@ def test_bad_signal_is_named():
   with pytest.raises(ValueError, match="lrjax.greedy: signal must be one of 'update' | 'observe', "
                      "got signal='epoch'"):
     lrjax.greedy(1.0, signal="epoch")
+
+
+def _overfitting_metrics(n_sequences=26, epochs=40):
+  """Held-out losses that fall for a third of the run, then climb (overfitting) to between
+  1x and 20x their best by the end, with noise: one row per sequence."""
+  rng = np.random.default_rng(7)
+  rows = []
+  for k in range(n_sequences):
+    best = 10 ** rng.uniform(-2, 0)
+    turn = epochs // 3
+    rise = np.geomspace(1.0, 20.0, n_sequences)[k]
+    fall = np.geomspace(20 * best, best, turn)
+    climb = best * np.geomspace(1.0, rise, epochs - turn)
+    rows.append((np.concatenate([fall, climb]) * np.exp(0.03 * rng.standard_normal(epochs))))
+  return np.asarray(rows, np.float32)
+
+
+@jax.jit
+def _observe_each(schedule, metrics):
+  """Per sequence (vmapped), the rate after each observed metric and the final state."""
+  def one(ms):
+    def body(state, m):
+      state = schedule.observe(state, m)
+      return state, schedule(state)
+    return jax.lax.scan(body, schedule.init(), ms)
+  return jax.vmap(one)(metrics)
+
+
+def test_an_overfitting_validation_loss_follows_pytorch_with_the_default_guard():
+  # The guard's spike rule is for per-update losses; a held-out loss fed by observe that climbs
+  # far above its best is overfitting, where PyTorch's ReduceLROnPlateau does not cut.
+  metrics = _overfitting_metrics()
+  assert np.sum(metrics.max(axis=1) > 4 * metrics.min(axis=1)) >= 10  # the old false alarm
+  s = lrjax.reduce_on_plateau(0.1, factor=0.5, patience=3, cooldown=1, signal="observe")
+  assert s.guard  # the default
+  states, lrs = _observe_each(s, jnp.asarray(metrics))
+  for row, got in zip(metrics, np.asarray(lrs)):
+    oracle = ref.TorchReduceLROnPlateau(0.1, "min", 0.5, 3, 1e-4, "rel", 1, 0.0, 1e-8)
+    want = []
+    for m in row:
+      oracle.step(float(m))
+      want.append(oracle.lr)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert np.all(np.asarray(states.guard.num_spikes) == 0)
+  # The non-finite rule still holds: three NaN metrics in a row cut the rate at once.
+  nan_run = np.array([[1.0, 0.9, np.nan, np.nan, np.nan, 0.9]], np.float32)
+  states, lrs = _observe_each(s, jnp.asarray(nan_run))
+  np.testing.assert_allclose(np.asarray(lrs)[0], [0.1, 0.1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+  assert int(states.guard.num_spikes[0]) == 1

@@ -140,8 +140,12 @@ class StatefulSchedule(Configurable):
   default): a value whose smoothed level rises above ``guard_factor`` times its
   lowest level since the last trigger, or ``guard_nonfinite`` non-finite values
   in a row, multiply the scale by ``guard_cut`` at once and restart the
-  decision statistics. ``guard=False`` turns it off (then the sequence is the
-  reference algorithm's exactly, e.g. PyTorch's ``ReduceLROnPlateau``).
+  decision statistics. With ``signal="observe"`` only the non-finite rule runs:
+  a validation metric that climbs far above its best is overfitting, not a
+  blow-up, and PyTorch's ``ReduceLROnPlateau`` does not cut there either (so
+  its sequence holds with the defaults on finite metrics). ``guard=False``
+  turns it off (then the sequence is the reference algorithm's exactly, e.g.
+  PyTorch's ``ReduceLROnPlateau``).
 
   Attributes:
     base: the pure schedule the adaptive scale multiplies.
@@ -177,16 +181,19 @@ class StatefulSchedule(Configurable):
     """One finite value: returns the new ``(stats, scale)``."""
     raise NotImplementedError
 
-  def rate_at(self, count: jax.Array, scale: jax.Array) -> jax.Array:
+  def rate_at(self, count: jax.Array, scale: jax.Array,
+              ceiling: Optional[jax.Array] = None) -> jax.Array:
     """The learning rate at update ``count`` with multiplier ``scale``:
-    ``clip(base(count) * scale, min_value, max_value)`` (what ``lrjax.keras`` evaluates
-    between decisions)."""
+    ``clip(base(count) * scale, min_value, max_value)``, and at most the guard's
+    ``ceiling`` when given (what ``lrjax.keras`` evaluates between decisions)."""
     lr = as_float(self.base(count)) * scale
     low, high = self._bounds()
     if low is not None:
       lr = jnp.maximum(lr, as_float(low))
     if high is not None:
       lr = jnp.minimum(lr, as_float(high))
+    if ceiling is not None:  # at least min_value: lower_ceiling never goes below it
+      lr = jnp.minimum(lr, ceiling)
     return lr
 
   def init(self) -> ScheduleState:
@@ -200,7 +207,7 @@ class StatefulSchedule(Configurable):
   def __call__(self, state: ScheduleState, **extra_args: Any) -> jax.Array:
     """The learning rate for the update at ``state.count``."""
     del extra_args
-    return self.rate_at(state.count, state.scale)
+    return self.rate_at(state.count, state.scale, state.guard.ceiling)
 
   def observe(self, state: ScheduleState, value: Any) -> ScheduleState:
     """One decision on ``value``, made at the current learning rate; the count is kept.
@@ -210,16 +217,28 @@ class StatefulSchedule(Configurable):
     spike the scale is multiplied by ``guard_cut`` and the statistics restart.
     """
     v, finite = read_value(value, self.axis_name, f"lrjax.{self.name}")
-    stats, scale = self._decide(state.stats, state.scale, self(state), jnp.where(finite, v, 0))
+    rate = self(state)
+    stats, scale = self._decide(state.stats, state.scale, rate, jnp.where(finite, v, 0))
     stats, scale = optax.tree.where(finite, (stats, scale), (state.stats, state.scale))
     guard = state.guard
     if self.guard:
       guard, spike = guard_step(
           state.guard, v, finite, factor=self.guard_factor, nonfinite=self.guard_nonfinite,
           smoothing=_guard.UPDATE_SMOOTHING if self.signal == "update" else 0.0,
-          spikes=self._guard_spikes())
+          # An observed metric (a held-out loss) that rises is overfitting: no spike rule.
+          spikes=self._guard_spikes() and self.signal == "update")
       stats = optax.tree.where(spike, self._init_stats(), stats)
       scale = jnp.where(spike, scale * as_float(self.guard_cut), scale)
+      # The rate may never climb back to where it spiked: the guard's ceiling bounds it, and
+      # the scale too, so a rule that raises it (greedy) does not pile up a scale the
+      # ceiling hides, to be undone one reduction at a time later.
+      low = self._bounds()[0]
+      # The rate that made a spiking loss is the previous update's (``state.lr``).
+      guard = _guard.lower_ceiling(guard, spike, state.lr, self.guard_cut,
+                                   0.0 if low is None else low)
+      base = as_float(self.base(state.count))
+      scale = jnp.where((base > 0) & (base * scale > guard.ceiling),
+                        guard.ceiling / jnp.where(base > 0, base, 1.0), scale)
     return state._replace(scale=scale, stats=stats, guard=guard,
                           num_nonfinite=increment_if(state.num_nonfinite, ~finite))
 

@@ -127,7 +127,9 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
       only on metrics fed by ``lrjax.observe``, e.g. a validation loss per epoch).
     guard, guard_factor, guard_cut, guard_nonfinite: the spike guard shared by
       every stateful schedule (``StatefulSchedule``; on by default, ``guard=False``
-      for the bare rule).
+      for the bare rule). A spike also caps the rate for the rest of the run at
+      :math:`\sqrt{\text{guard\_cut}}` times the rate that made the spiking loss,
+      so greedy's raises never climb back to a rate that blew up.
     threshold: absolute improvement margin, >= 0.
     eps: smallest change applied, >= 0.
 

@@ -83,7 +83,9 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     guard, guard_factor, guard_cut, guard_nonfinite: the spike guard shared with
       the stateful schedules (``lrjax._guard``, on by default), on the loss passed
       as ``update(..., value=loss)`` (without it, on runs of non-finite
-      gradients): a spike multiplies :math:`\alpha` by ``guard_cut`` at once.
+      gradients): a spike multiplies :math:`\alpha` by ``guard_cut`` at once and caps
+      it for the rest of the run at :math:`\sqrt{\text{guard\_cut}}` times the rate that
+      made the spiking loss (``state.guard.ceiling``).
     guard_skip: at a spike also skip this update (its step is 0; the inner
       optimizer's state still takes the gradient).
 
@@ -133,7 +135,8 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     alpha = jnp.where(finite, alpha, state.lr)
     guard_state, spike = owner.spike(state.guard, extra_args.get("value"), finite, settings,
                                      axis_name)
-    alpha, applied = owner.after_spike(alpha, spike, settings, min_value)
+    alpha, applied, guard_state = owner.after_spike(alpha, spike, settings, min_value,
+                                                    guard_state, state.lr)
     direction, inner_state = owner.direction(updates, state.inner_state, params, **extra_args)
     return owner.step(direction, applied), HypergradientState(
         **owner.next_fields(state, alpha, finite), inner_state=inner_state, guard=guard_state,

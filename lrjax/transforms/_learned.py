@@ -59,7 +59,9 @@ class LearnedControllerState(NamedTuple):
       (``init_value`` at first).
     num_nonfinite: updates whose gradients or loss were not finite (rate kept).
     inner_state: the inner optimizer's state.
-    guard: the spike guard's scalars; ``num_spikes`` counts the spikes caught.
+    guard: the spike guard's scalars; ``num_spikes`` counts the spikes caught and
+      ``ceiling`` is the highest rate allowed: ``max_value``, lowered by each spike to
+      :math:`\\sqrt{\\text{guard\\_cut}}` times the rate that spiked.
     hidden: the GRU's hidden state, shape ``(hidden_size,)``.
     loss_levels: the loss smoothed with ``LOSS_SMOOTHING``, shape ``(3,)``.
     best_level: the lowest middle level since the statistics last (re)started.
@@ -69,8 +71,6 @@ class LearnedControllerState(NamedTuple):
     noise: the smoothed :math:`\\|g_t - g_{t-1}\\|^2 / (\\|g_t\\|^2 + \\|g_{t-1}\\|^2)`.
     stats_count: finite updates since the statistics last (re)started (saturating).
     inputs: the network's inputs at the last decision (``FEATURES``), for logging.
-    ceiling: the highest rate allowed: ``max_value``, lowered by each spike
-      to :math:`\\sqrt{\\text{guard\\_cut}}` times the rate that spiked.
     grad_sample: ``sample`` of the previous finite gradient.
     param_sample: ``sample`` of the parameters at that update.
     rate: the network's rate :math:`\\alpha` (what it decides on; ``lr`` is it
@@ -90,7 +90,6 @@ class LearnedControllerState(NamedTuple):
   noise: jax.Array  # shape=(), dtype=float32.
   stats_count: jax.Array  # shape=(), dtype=int32.
   inputs: jax.Array  # shape=(NUM_FEATURES,), dtype=float32: the network's last inputs.
-  ceiling: jax.Array  # shape=(), dtype=float32.
   grad_sample: jax.Array  # shape=(about SAMPLE_SIZE,), dtype=float32.
   param_sample: jax.Array  # like grad_sample.
   rate: jax.Array  # shape=(), dtype=float32.
@@ -100,7 +99,7 @@ class LearnedControllerState(NamedTuple):
     return "learned_controller", {
         "lr": self.lr,
         "rate": self.rate,
-        "ceiling": self.ceiling,
+        "ceiling": self.guard.ceiling,
         "num_nonfinite": self.num_nonfinite,
         "num_spikes": self.guard.num_spikes,
     }
@@ -331,18 +330,17 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
   """
   policy = gru_step if policy is None else policy
   hidden_size = weights["w_hidden"].shape[0]
-  root_cut = float(np.sqrt(settings["guard_cut"])) if settings["guard"] else 1.0
 
   def init_fn(params):
     zero = as_float(0.0)
     empty = jnp.zeros_like(sample(params))
     return LearnedControllerState(
-        **owner.init_fields(params, init_value), guard=init_guard(),
+        **owner.init_fields(params, init_value), guard=init_guard(ceiling=max_value),
         hidden=jnp.zeros((hidden_size,), zero.dtype), loss_levels=jnp.zeros((3,), zero.dtype),
         best_level=jnp.zeros_like(zero), grad_sq=jnp.zeros_like(zero),
         prev_grad_sq=jnp.zeros_like(zero), cosine_avg=jnp.zeros_like(zero),
         noise=jnp.zeros_like(zero), stats_count=counter(),
-        inputs=jnp.zeros((NUM_FEATURES,), zero.dtype), ceiling=as_float(max_value),
+        inputs=jnp.zeros((NUM_FEATURES,), zero.dtype),
         grad_sample=empty, param_sample=jnp.zeros_like(empty), rate=as_float(init_value))
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -400,15 +398,14 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     else:  # the GRU only at a decision (the statistics are a few scalars: every update)
       at = (optax.safe_increment(state.count) % every) == 0
       hidden, lr, inputs = jax.lax.cond(at, decide, keep, None)
-    lr = jnp.clip(lr, min_value, state.ceiling)
+    lr = jnp.clip(lr, min_value, state.guard.ceiling)
     hidden = jnp.where(ok, hidden, state.hidden)
     lr = jnp.where(ok, lr, state.rate)
     # A spike cuts the rate at once, caps it for good below the rate that spiked
     # (sqrt(guard_cut) times it: the cut undone at most halfway, in log) and restarts the
     # statistics (the memory is kept).
-    ceiling = jnp.where(spike, jnp.maximum(jnp.minimum(state.ceiling, state.lr * root_cut),
-                                           min_value), state.ceiling)
-    lr, applied = owner.after_spike(lr, spike, settings, min_value)
+    lr, applied, guard_state = owner.after_spike(lr, spike, settings, min_value, guard_state,
+                                                 state.lr)
     # The warmup ramps what is applied, outside the network (which decides on its own rate):
     # the first update of a run at a rate far too high can wreck a model for good (a CNN's
     # ReLUs die) before any statistic has seen it.
@@ -424,7 +421,7 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         cosine_avg=restart(stepped.cosine_avg, state.cosine_avg),
         noise=restart(stepped.noise, state.noise),
         stats_count=jnp.where(spike, 0, jnp.where(ok, stepped.stats_count, state.stats_count)),
-        inputs=jnp.where(ok, inputs, state.inputs), ceiling=ceiling,
+        inputs=jnp.where(ok, inputs, state.inputs),
         # Stored as they are (a select would cost more than it saves): prev_grad_sq = 0 marks
         # a non-finite one, which the next update does not read.
         grad_sample=g, param_sample=p, rate=lr)

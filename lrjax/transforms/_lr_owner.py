@@ -84,13 +84,20 @@ class LROwner:
                              smoothing=_guard.UPDATE_SMOOTHING)
 
   @staticmethod
-  def after_spike(lr: jax.Array, spike: jax.Array, settings: dict[str, Any],
-                  min_value: Any) -> tuple[jax.Array, jax.Array]:
-    """``(rate kept, rate applied to this update)``: a spike cuts the rate by ``guard_cut``
-    (not below ``min_value``) and, with ``guard_skip``, applies 0 to the spiking update."""
+  def after_spike(lr: jax.Array, spike: jax.Array, settings: dict[str, Any], min_value: Any,
+                  guard_state: _guard.GuardState, spiked_at: jax.Array
+                  ) -> tuple[jax.Array, jax.Array, _guard.GuardState]:
+    """``(rate kept, rate applied to this update, guard state)``: a spike cuts the rate by
+    ``guard_cut`` (not below ``min_value``), lowers the guard's ceiling below ``spiked_at``
+    (the rate of the update that spiked; ``lower_ceiling``) and, with ``guard_skip``,
+    applies 0 to the spiking update. The rate kept is at most the ceiling."""
+    if settings["guard"]:
+      guard_state = _guard.lower_ceiling(guard_state, spike, spiked_at, settings["guard_cut"],
+                                         min_value)
     lr = jax.numpy.where(spike, jax.numpy.maximum(lr * settings["guard_cut"], min_value), lr)
+    lr = jax.numpy.minimum(lr, guard_state.ceiling)
     applied = jax.numpy.where(spike, 0.0, lr) if settings["guard_skip"] else lr
-    return lr, applied
+    return lr, applied, guard_state
 
   @staticmethod
   def next_fields(state: Any, lr: jax.Array, ok: jax.Array) -> dict[str, Any]:
