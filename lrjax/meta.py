@@ -342,15 +342,14 @@ def _compiled_population(family: Mapping[str, TaskFn], flat: _Flat, policy=None,
 
 
 def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, TaskFn]] = None,
-             policy: Optional[Callable] = None, reset_hidden: bool = False,
-             compiled: Optional[Callable] = None) -> np.ndarray:
+             policy: Optional[Callable] = None, reset_hidden: bool = False) -> np.ndarray:
   """The meta-loss of ``weights`` on each of ``draws`` (a fixed validation set).
 
-  ``compiled``: a cache from ``_compiled_population`` to reuse between calls.
+  Its programs are built once per process (``_population_program``) and reused by every call.
   """
   family = FAMILY if family is None else family
   flat = _Flat(weights)
-  get = compiled or _compiled_population(family, flat, policy, reset_hidden)
+  get = _compiled_population(family, flat, policy, reset_hidden)
   vec = flat.flat(weights)[None]
   return np.asarray([float(get(d.structure, d.optimizer)(
       vec, jax.random.PRNGKey(d.seed), d.horizon, d.horizon_known, d.init_value)[0])
@@ -566,7 +565,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
       leaves = [ck[f"adam_{i}"] for i in range(int(ck["adam_leaves"]))]
       adam_state = jax.tree.unflatten(jax.tree.structure(adam_state),
                                       [jnp.asarray(x) for x in leaves])
-  get = _compiled_population(family, flat)  # the validation's population of 1 shares it
+  get = _compiled_population(family, flat)
 
   @jax.jit
   def adam_step(theta, grad, state):
@@ -584,8 +583,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     os.replace(tmp, checkpoint)
 
   def validate(i):
-    loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(theta)), validation, family,
-                                  compiled=get)))
+    loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(theta)), validation, family)))
     val_history.append((i, loss))
     if loss < best["loss"]:
       best.update(theta=np.array(theta), loss=loss, iteration=i)

@@ -8,8 +8,8 @@ import tempfile
 # The suite is compile-bound: most tests run a few updates of a program they just compiled. So
 # by default a test compiles with `jax_disable_most_optimizations` (LLVM at -O0, its expensive
 # passes off: a fifth to a third less compile time), and a test marked `optimized` (one that
-# trains long enough for faster code to pay: a CNN, the char LM, meta-training) compiles with
-# LLVM at -O1 (`--xla_backend_optimization_level=1`, the code as fast as at the default -O2 on
+# trains long enough for faster code to pay: the digits CNN, the char LM, the CNN examples)
+# compiles with LLVM at -O1 (`--xla_backend_optimization_level=1`, the code as fast as at the default -O2 on
 # these tasks, compiled faster). Neither changes the HLO, which the XLA passes make before LLVM
 # runs (`test_step_cost.py` reads it), nor float results: XLA's CPU default keeps fast math off.
 # LRJAX_TEST_XLA_OPTIMIZE=1 compiles every test as users do.

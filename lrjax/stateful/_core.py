@@ -217,8 +217,7 @@ class StatefulSchedule(Configurable):
     spike the scale is multiplied by ``guard_cut`` and the statistics restart.
     """
     v, finite = read_value(value, self.axis_name, f"lrjax.{self.name}")
-    rate = self(state)
-    stats, scale = self._decide(state.stats, state.scale, rate, jnp.where(finite, v, 0))
+    stats, scale = self._decide(state.stats, state.scale, self(state), jnp.where(finite, v, 0))
     stats, scale = optax.tree.where(finite, (stats, scale), (state.stats, state.scale))
     guard = state.guard
     if self.guard:
