@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                   help="Adam step on the ES gradient")
   mt.add_argument("--seed", type=int, default=0, help="the seed of every random choice")
   mt.add_argument("--hidden-size", type=_positive_int, default=16, help="GRU units")
-  mt.add_argument("--lbfgs-steps", type=int, default=150,
+  mt.add_argument("--lbfgs-steps", type=int, default=0,
                   help="L-BFGS steps of the imitation fit before ES (0: none)")
   mt.add_argument("--validate-every", type=int, default=100,
                   help="ES iterations between validations on 12 synthetic draws; the "

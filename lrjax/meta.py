@@ -64,6 +64,10 @@ MIN_HORIZON, MAX_HORIZON = 100, 2000
 SENSIBLE_LR = {"adamw": 3e-3, "sgdm": 3e-2}
 LR_SPREAD = 2.0
 OPTIMIZERS = tuple(SENSIBLE_LR)
+#: Base optimizers whose draws may leave the base rate to the controller's estimate (Prodigy's
+#: estimate assumes an Adam-like direction), and the share of their draws that do.
+ESTIMATED = ("adamw",)
+ESTIMATE_SHARE = 0.75
 MAX_BATCH = 64
 DIM = 16
 HELD_OUT_BATCHES = 4
@@ -229,17 +233,22 @@ class Draw:
   seed: int
   horizon: int
   horizon_known: bool
-  init_value: float
+  init_value: float  # the starting rate, when given (``estimate`` False)
+  estimate: bool = False  # the controller estimates its base rate (``init_value`` unused)
 
 
 def draw(rng: np.random.Generator, structures: tuple[str, ...]) -> Draw:
-  """A random inner run: structure, base optimizer, seed, horizon and starting rate."""
+  """A random inner run: structure, base optimizer, seed, horizon and starting rate (or,
+  for AdamW in ``ESTIMATE_SHARE`` of draws, the controller's own estimate of its base)."""
   opt = OPTIMIZERS[rng.integers(len(OPTIMIZERS))]
   horizon = int(round(math.exp(rng.uniform(math.log(MIN_HORIZON), math.log(MAX_HORIZON)))))
-  return Draw(structure=structures[rng.integers(len(structures))], optimizer=opt,
-              seed=int(rng.integers(2**31 - 1)), horizon=horizon,
-              horizon_known=bool(rng.integers(2)),
-              init_value=float(SENSIBLE_LR[opt] * 10 ** rng.uniform(-LR_SPREAD, LR_SPREAD)))
+  d = Draw(structure=structures[rng.integers(len(structures))], optimizer=opt,
+           seed=int(rng.integers(2**31 - 1)), horizon=horizon,
+           horizon_known=bool(rng.integers(2)),
+           init_value=float(SENSIBLE_LR[opt] * 10 ** rng.uniform(-LR_SPREAD, LR_SPREAD)))
+  if opt in ESTIMATED:
+    d = dataclasses.replace(d, estimate=bool(rng.uniform() < ESTIMATE_SHARE))
+  return d
 
 
 def base_optimizer(name: str) -> Callable[[Any], optax.GradientTransformation]:
@@ -260,11 +269,13 @@ def _log_ratio(loss, ref):
 def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
                   horizon: jax.Array, horizon_known: jax.Array, init_value: jax.Array,
                   policy: Optional[Callable] = None, reset_hidden: bool = False,
-                  trace: bool = False):
+                  trace: bool = False, estimate: bool = False):
   """The meta-loss of one inner run (traceable; ``vmap`` it over ``weights``).
 
   With ``trace`` also returns the inputs and log-rate change of every update
-  (padded to ``MAX_HORIZON``), for imitation.
+  (padded to ``MAX_HORIZON``), for imitation. ``estimate``: the controller estimates its
+  base rate (``init_value`` unused). The schedule's shape is the shipped default's: a
+  warmup over a tenth of a known horizon, then a cosine to 0.
   """
   init_key, data_key = jax.random.split(key)
   params, loss_fn = task(init_key)
@@ -272,12 +283,12 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
       loss_fn(p, jax.random.fold_in(data_key, 10**7 + i)) for i in range(HELD_OUT_BATCHES)]))
   ref = jnp.maximum(held_out(params), 1e-12)
   tx = _learned.controller(
-      LROwner.build("meta_train", base_optimizer(optimizer)), weights, init_value=init_value,
-      every=1, min_value=1e-8, max_value=10.0,
+      LROwner.build("meta_train", base_optimizer(optimizer)), weights,
+      init_value=None if estimate else init_value, every=1, min_value=1e-8, max_value=10.0,
       total_steps=jnp.where(horizon_known, horizon, 0),  # type: ignore[arg-type]  # traced
       axis_name=None,
       settings=dict(GUARD_DEFAULTS, guard_skip=True), reset_hidden=reset_hidden,
-      policy=policy)
+      policy=policy, warmup_steps=jnp.where(horizon_known, horizon // 10, 0), anneal=True)
   state = tx.init(params)
   xs = jnp.zeros((MAX_HORIZON if trace else 1, _learned.NUM_FEATURES))
   ds = jnp.zeros((MAX_HORIZON if trace else 1,))
@@ -322,7 +333,8 @@ class _Flat:
 
 
 @functools.lru_cache(maxsize=256)
-def _population_program(task: TaskFn, optimizer: str, shapes: tuple, policy, reset_hidden: bool):
+def _population_program(task: TaskFn, optimizer: str, shapes: tuple, policy, reset_hidden: bool,
+                        estimate: bool):
   """``jit(vmap(run_meta_loss))`` over a population of flat weights, for one task function and
   inner optimizer: built once per process, so every ``meta_train``/``evaluate`` call (and every
   population size) shares one traced function and its compiled programs."""
@@ -330,15 +342,15 @@ def _population_program(task: TaskFn, optimizer: str, shapes: tuple, policy, res
 
   def one(vec, key, horizon, known, lr0):
     return run_meta_loss(task, optimizer, flat.unflat(vec), key, horizon, known, lr0,
-                         policy=policy, reset_hidden=reset_hidden)
+                         policy=policy, reset_hidden=reset_hidden, estimate=estimate)
   return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
 
 
 def _compiled_population(family: Mapping[str, TaskFn], flat: _Flat, policy=None,
                          reset_hidden=False):
-  """``(structure, optimizer) -> jit(vmap over a population of flat weights)``."""
-  return lambda structure, optimizer: _population_program(
-      family[structure], optimizer, tuple(flat.shapes), policy, reset_hidden)
+  """``draw -> jit(vmap over a population of flat weights)`` for its task and optimizer."""
+  return lambda d: _population_program(family[d.structure], d.optimizer, tuple(flat.shapes),
+                                       policy, reset_hidden, d.estimate)
 
 
 def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, TaskFn]] = None,
@@ -351,7 +363,7 @@ def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, Task
   flat = _Flat(weights)
   get = _compiled_population(family, flat, policy, reset_hidden)
   vec = flat.flat(weights)[None]
-  return np.asarray([float(get(d.structure, d.optimizer)(
+  return np.asarray([float(get(d)(
       vec, jax.random.PRNGKey(d.seed), d.horizon, d.horizon_known, d.init_value)[0])
       for d in draws])
 
@@ -383,11 +395,12 @@ def hand_rule(weights: Any, hidden: Any, x: jax.Array) -> tuple[Any, jax.Array]:
 
 
 @functools.lru_cache(maxsize=256)
-def _hand_rule_trace(task: TaskFn, optimizer: str):
-  """``jit(run_meta_loss)`` of the hand rule with its trace, once per task function and
-  optimizer."""
+def _hand_rule_trace(task: TaskFn, optimizer: str, estimate: bool):
+  """``jit(run_meta_loss)`` of the hand rule with its trace, once per task function,
+  optimizer and base."""
   return jax.jit(lambda weights, key, h, known, lr0: run_meta_loss(
-      task, optimizer, weights, key, h, known, lr0, policy=hand_rule, trace=True))
+      task, optimizer, weights, key, h, known, lr0, policy=hand_rule, trace=True,
+      estimate=estimate))
 
 
 def imitation_data(draws: list[Draw], family: Mapping[str, TaskFn], hidden_size: int):
@@ -395,7 +408,7 @@ def imitation_data(draws: list[Draw], family: Mapping[str, TaskFn], hidden_size:
   dummy = _learned.init_weights(jax.random.PRNGKey(0), hidden_size)
   xs, ds, masks = [], [], []
   for d in draws:
-    _, x, delta = _hand_rule_trace(family[d.structure], d.optimizer)(
+    _, x, delta = _hand_rule_trace(family[d.structure], d.optimizer, d.estimate)(
         dummy, jax.random.PRNGKey(d.seed), d.horizon, d.horizon_known, d.init_value)
     xs.append(x)
     ds.append(jax.vmap(lambda xi: hand_rule(None, None, xi)[1])(x))
@@ -468,7 +481,7 @@ def _centered_ranks(x: np.ndarray) -> np.ndarray:
 
 def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                learning_rate: float = 0.003, seed: int = 0, hidden_size: int = 16,
-               lbfgs_steps: int = 150, imitation_runs: int = 24,
+               lbfgs_steps: int = 0, imitation_runs: int = 24,
                task_family: Union[None, TaskFn, Mapping[str, TaskFn]] = None,
                checkpoint: Optional[str] = None, checkpoint_every: int = 25,
                validate_every: int = 100, validation: Optional[list[Draw]] = None,
@@ -600,7 +613,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     eps = np.asarray(jax.random.normal(jax.random.PRNGKey(seed * 1_000_003 + i),
                                        (pairs, theta.size)))
     population = np.concatenate([theta + sigma * eps, theta - sigma * eps])
-    losses = np.asarray(get(d.structure, d.optimizer)(
+    losses = np.asarray(get(d)(
         jnp.asarray(population, jnp.float32), jax.random.PRNGKey(d.seed), d.horizon,
         d.horizon_known, d.init_value))
     shaped = _centered_ranks(losses)

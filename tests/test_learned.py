@@ -23,7 +23,7 @@ from lrjax.transforms import _learned as L
 CARD = pathlib.Path(__file__).resolve().parents[1] / "docs" / "learned_controller.md"
 
 
-def _quadratic_run(tx, steps=60, scale=1.0):
+def _quadratic_run(tx, steps=60, scale=1.0, read_lr=True):
   params = jnp.linspace(-1.0, 1.0, 6)
   state = tx.init(params)
   loss_fn = lambda p: scale * jnp.sum(p ** 2)  # noqa: E731
@@ -38,7 +38,7 @@ def _quadratic_run(tx, steps=60, scale=1.0):
   for _ in range(steps):
     params, state, loss = step(params, state)
     losses.append(float(loss))
-    lrs.append(float(lrjax.current_lr(state)))
+    lrs.append(float(lrjax.current_lr(state)) if read_lr else np.nan)
   return np.asarray(losses), np.asarray(lrs), state
 
 
@@ -106,6 +106,7 @@ def test_first_decision_reads_the_documented_inputs():
   assert x["update_ratio"] == 0.0
   assert x["cosine"] == 0.0 and x["cosine_avg"] == 0.0 and x["noise"] == 0.0
   assert x["progress"] == 0.0 and x["has_horizon"] == 1.0 and x["log_multiplier"] == 0.0
+  assert x["estimate_growth"] == 0.0  # init_value given: a constant base
   # Update 2 after the step -a (6, 8), a the rate of update 1: params (3, 4)(1 - 2a), so
   # |step| / |params| = 10 a / (5 (1 - 2a)); the gradient points the same way: cosine 1;
   # with c = 1 - 2a, |g|^2 = 100 c^2 and g.g_prev = 100 c, so the noise is
@@ -200,26 +201,125 @@ def test_the_spike_guard_cuts_a_rate_far_too_high():
   assert int(state.guard.num_spikes) >= 1 and lrs[-1] <= 0.01 + 1e-9
 
 
-@pytest.mark.parametrize("kwargs,ramp", [
-    (dict(total_steps=40), [1 / 4, 2 / 4, 3 / 4, 1, 1, 1]),  # a tenth of total_steps
-    (dict(total_steps=40, warmup_steps=2), [1 / 2, 1, 1, 1, 1, 1]),
-    (dict(total_steps=40, warmup_steps=0), [1] * 6),
-    (dict(), [1] * 6),  # no horizon, no warmup
+def _shape(t, w, total):
+  """The schedule's shape from its formula: min(1, (t+1)/W), times a cosine from 1 to 0 over
+  [W, T] when the horizon T is known."""
+  ramp = min(1.0, (t + 1) / w) if w else 1.0
+  if total is None:
+    return ramp
+  return ramp * 0.5 * (1 + np.cos(np.pi * min(max(t - w, 0), total - w) / (total - w)))
+
+
+@pytest.mark.parametrize("kwargs,warmup,total", [
+    (dict(total_steps=40), 4, 40),  # a tenth of total_steps
+    (dict(total_steps=40, warmup_steps=2), 2, 40),
+    (dict(total_steps=40, warmup_steps=0), 0, 40),
+    (dict(total_steps=40, anneal=False), 4, None),  # the warmup only
+    (dict(total_steps=12, warmup_steps=3), 3, 12),  # past the horizon: 0
+    (dict(), 0, None),  # no horizon: no warmup, no anneal
 ])
-def test_the_warmup_ramps_the_applied_rate_outside_the_network(kwargs, ramp):
-  """A network that never moves the rate: the update is -0.1 min(1, (t+1)/W) g, the
-  network's own rate stays 0.1, and current_lr reads what was applied."""
+def test_the_schedule_shapes_the_applied_rate_outside_the_network(kwargs, warmup, total):
+  """A network that never moves the rate: the update is -0.1 s_t g with s_t the warmup
+  ramp times the cosine anneal, the network's own rate stays 0.1, and current_lr reads what
+  was applied."""
   zero = {k: jnp.zeros_like(v) for k, v in _random_weights().items()}
   tx = lrjax.learned_controller(optax.sgd, init_value=0.1, weights=zero, **kwargs)
   params = jnp.asarray([1.0, -2.0])
   state = tx.init(params)
-  for want in ramp:
+  for t in range(14):
+    want = _shape(t, warmup, total)
     grads = 2 * params
     updates, state = tx.update(grads, state, params, value=jnp.sum(params ** 2))
-    np.testing.assert_allclose(np.asarray(updates), -0.1 * want * np.asarray(grads), rtol=1e-6)
-    np.testing.assert_allclose(float(lrjax.current_lr(state)), 0.1 * want, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(updates), -0.1 * want * np.asarray(grads), rtol=2e-6,
+                               atol=1e-12)
+    np.testing.assert_allclose(float(lrjax.current_lr(state)), 0.1 * want, rtol=2e-6,
+                               atol=1e-12)
     assert float(state.rate) == np.float32(0.1)
     params = optax.apply_updates(params, updates)
+
+
+def _numpy_prodigy_controller(x, steps, d0=1e-6, beta3=0.999 ** 0.5):
+  """Sign descent on |x|^2 / 2 (g = x) at the rate d_t (a network that never moves it, no
+  horizon), d_t Prodigy's estimate transcribed in NumPy (float64 sums) from Mishchenko & Defazio
+  (2023), Algorithm 4 / optax.contrib.prodigy: each update k weighted by
+  lambda_k = (d_k / d_0) * d_k * bc_k, bc_k = sqrt(1 - 0.999^(k+1)) / (1 - 0.9^(k+1)),
+  r_t = sum_k beta3^(t-k) lambda_k <g_k, x_0 - x_k>, s_t = sum_k beta3^(t-k) lambda_k g_k,
+  d_{t+1} = max(d_t, r_t / |s_t|_1)."""
+  x = np.asarray(x, np.float32)  # float32 parameters, as the model's: the estimate reads
+  x0, d, r, s = x.copy(), d0, 0.0, np.zeros(x.shape)  # their float32 differences x_0 - x_k
+  estimates, rates = [], []
+  for k in range(steps):
+    g = x.astype(np.float64)
+    rates.append(d)
+    estimates.append(d)
+    lam = (d / d0) * d * np.sqrt(1 - 0.999 ** (k + 1)) / (1 - 0.9 ** (k + 1))
+    r = beta3 * r + lam * (g @ (x0 - x).astype(np.float64))
+    s = beta3 * s + lam * g
+    d = max(d, r / np.abs(s).sum())
+    x = (x - np.float32(rates[-1]) * np.sign(x)).astype(np.float32)
+  return np.asarray(estimates), np.asarray(rates)
+
+
+def test_without_init_value_the_rate_is_prodigys_estimate():
+  """No init_value: the base is Prodigy's estimate of d; a network that never moves the rate
+  applies it as it is, here to sign descent (an Adam-like direction without a state), as NumPy
+  computes it."""
+  zero = {k: jnp.zeros_like(v) for k, v in _random_weights().items()}
+  tx = lrjax.learned_controller(optax.sign_sgd, weights=zero, guard=False)
+  x = np.linspace(-1.0, 1.0, 6)
+  want_d, want_lr = _numpy_prodigy_controller(x, 40)
+  losses, lrs, state = _quadratic_run(tx, steps=40, scale=0.5)
+  np.testing.assert_allclose(lrs, want_lr, rtol=2e-4)
+  assert want_d[-1] > 1e3 * want_d[0]  # it grew: the test is not of a constant
+  np.testing.assert_allclose(float(state.estimate), want_d[-1], rtol=2e-4)
+
+
+def test_with_adam_and_the_network_off_it_is_prodigy_under_the_schedule():
+  """Adam inside, no rate given, a zero network: the run follows optax.contrib.prodigy under
+  the same warmup-cosine multiplier (its Adam moments average d g, which the controller
+  reproduces by feeding the inner optimizer (d / d_0) g). Without weight decay they differ
+  only in where Adam's eps sits (Prodigy: d eps against |d g|; here eps against
+  |(d / d_0) g|); Prodigy's decoupled decay is also scaled by Adam's bias correction, AdamW's
+  is not."""
+  zero = {k: jnp.zeros_like(v) for k, v in _random_weights().items()}
+  steps, warmup = 60, 6
+  tx = lrjax.learned_controller(optax.adam, weights=zero,
+                                total_steps=steps, guard=False)
+  def multiplier(count):
+    return L.shape(count, warmup, steps, True)
+  ref = optax.contrib.prodigy(multiplier)
+  ours = _quadratic_run(tx, steps=steps)
+  theirs = _quadratic_run(ref, steps=steps, read_lr=False)
+  np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-4)
+  np.testing.assert_allclose(float(ours[2].estimate), float(theirs[2].estim_lr), rtol=1e-4)
+  assert float(ours[2].estimate) > 1e3 * L.ESTIMATE_INIT
+
+
+def test_the_estimate_is_start_invariant_and_the_network_scales_it():
+  """Without init_value the run does not depend on a starting rate; a network that always
+  raises multiplies the estimate by exp(0.1) a decision, up to max_value."""
+  up = {k: jnp.zeros_like(v) for k, v in _random_weights().items()}
+  up["b_out"] = jnp.asarray(10.0)  # delta = 0.1 tanh(10)
+  tx = lrjax.learned_controller(optax.adam, weights=up, guard=False, max_value=1.0)
+  _, lrs, state = _quadratic_run(tx, steps=20)
+  multiplier = np.exp(np.arange(1, 21) * 0.1 * np.tanh(10.0))
+  # The rate of update t is the estimate of update t times the multiplier.
+  np.testing.assert_allclose(float(state.rate), min(1.0, float(state.estimate) * multiplier[-1]),
+                             rtol=1e-5)
+  assert float(state.estimate) > 1e-6
+
+
+def test_sample_weights_estimate_the_l1_norm():
+  rng = np.random.default_rng(1)
+  small = {"a": rng.normal(size=(30, 40)), "b": rng.normal(size=7)}
+  l1 = sum(np.abs(v).sum() for v in small.values())
+  np.testing.assert_allclose(float(np.abs(L.sample(small)) @ L.sample_weights(small)), l1,
+                             rtol=1e-5)
+  big = {"w": rng.normal(size=(1000, 2000)), "b": np.ones(5000)}
+  l1 = sum(np.abs(v).sum() for v in big.values())
+  np.testing.assert_allclose(float(np.abs(L.sample(big)) @ L.sample_weights(big)), l1,
+                             rtol=0.03)
+  assert L.sample_weights(big).shape == L.sample(big).shape
 
 
 def test_update_needs_the_loss_and_the_params():
@@ -244,6 +344,8 @@ def test_update_needs_the_loss_and_the_params():
     (dict(init_value=0.1, warmup_steps=2.5), "warmup_steps must be an integer >= 0"),
     (dict(init_value=0.1, warmup_steps=True), "warmup_steps must be an integer >= 0"),
     (dict(init_value=0.1, guard_skip="yes"), "guard_skip must be True or False"),
+    (dict(init_value=0.1, anneal=1), "anneal must be True or False"),
+    (dict(min_value=1e-5), "without init_value the rate starts at 1e-06, which must be in"),
     (dict(init_value=0.1, guard_factor=1.0), "guard_factor must be > 1"),
     (dict(init_value=float("nan")), "init_value must be"),
     (dict(init_value=0.1, weights="/no/such/file.npz"), "weights file '/no/such/file.npz' does not"),
@@ -335,8 +437,9 @@ def test_shipped_decisions_match_the_card():
   np.testing.assert_allclose(shipped_decisions(), [r[-1] for r in rows], atol=5e-5)
 
 
-def test_shipped_weights_load_without_network_and_act():
-  tx = lrjax.learned_controller(optax.adam, init_value=1e-2, total_steps=100)
+@pytest.mark.parametrize("init_value", [None, 0.1])
+def test_shipped_weights_load_without_network_and_act(init_value):
+  tx = lrjax.learned_controller(optax.adam, init_value=init_value, total_steps=100)
   losses, lrs, state = _quadratic_run(tx, steps=100)
   assert losses[-1] < 0.1 * losses[0]
   assert int(state.num_nonfinite) == 0
@@ -349,6 +452,7 @@ def test_a_few_es_iterations_lower_the_meta_loss_on_a_tiny_family():
   family = {"quadratic": meta.quadratic}
   val = meta.validation_draws(4, structures=("quadratic",))
   w0 = L.init_weights(jax.random.PRNGKey(0), 4)
+  w0["b_out"] = jnp.float32(-1.0)  # a network that lowers the rate at every decision
   before = meta.evaluate(w0, val, family).mean()
   result = meta.meta_train(iterations=12, pairs=4, sigma=0.05, learning_rate=0.05,
                            hidden_size=4, lbfgs_steps=0, task_family=family,
@@ -382,10 +486,19 @@ def test_meta_train_resumes_from_its_checkpoint_exactly(tmp_path):
 
 
 def test_diverged_inner_runs_get_the_worst_score_not_nan():
+  """A task whose loss turns infinite after the first step: every later loss and the final
+  held-out loss count as LOG_CAP, so the meta-loss is finite and above 0 (a rate that kept
+  the loss at its start would score 0)."""
+  def blows_up(key):
+    def loss_fn(p, data_key):
+      moved = jnp.sum(jnp.abs(p)) > 1e-3
+      return jnp.sum((p - 1.0) ** 2) * jnp.where(moved, jnp.inf, 1.0)
+    return jnp.zeros(2), loss_fn
   w = {k: jnp.zeros_like(v) for k, v in L.init_weights(jax.random.PRNGKey(0), 4).items()}
-  d = meta.Draw("quadratic", "sgdm", 0, 100, True, 1e3)
-  loss = meta.evaluate(w, [d], {"quadratic": meta.quadratic}, )
-  assert np.all(np.isfinite(loss)) and loss[0] > 0
+  for estimate in (False, True):
+    d = meta.Draw("boom", "adamw", 0, 100, True, 0.1, estimate=estimate)
+    loss = meta.evaluate(w, [d], {"boom": blows_up})
+    assert np.all(np.isfinite(loss)) and loss[0] > 0.5 * meta.LOG_CAP, (estimate, loss)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -113,5 +113,9 @@ def test_the_learned_controller_makes_no_pass_over_the_model():
   for every in (1, 10):
     cost = _big_cost(lrjax.learned_controller(optax.sgd, init_value=0.1, every=every))
     assert cost.large_reductions == anchor and cost.large_selects == 0, (every, cost)
+  # Without init_value, Prodigy's estimate of the base reads the same sample (plus two of its
+  # own: the start and the weighted gradient sum), never the model.
+  cost = _big_cost(lrjax.learned_controller(optax.sgd))
+  assert cost.large_reductions == anchor and cost.large_selects == 0, cost
   hyper = _big_cost(lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=1e-3))
   assert hyper.large_reductions == anchor + 1, hyper

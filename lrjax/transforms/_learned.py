@@ -4,9 +4,9 @@ The network, its inputs and its weights file live here; ``lrjax.meta`` trains
 the weights. The gradient and parameter statistics the inputs need are all
 scale-free ratios, so they are read from a fixed sample of at most about
 ``SAMPLE_SIZE`` coordinates (``sample``; every coordinate when the model is
-that small): the state is scalars and two such samples, and an update reads
-the sample, not the model, so the controller costs a few dozen scalar
-operations per update at any model size. (An earlier version read the whole
+that small): the state is scalars and two such samples (four when it estimates its base
+rate), and an update reads the sample, not the model, so the controller costs a few dozen
+scalar operations per update at any model size. (An earlier version read the whole
 gradient and kept a copy of it; a ``lax.cond`` around that work does not
 help: XLA copies a buffer updated in place that a conditional reads, on every
 update.)
@@ -26,14 +26,16 @@ import numpy as np
 import optax
 
 from lrjax import _validation as v
+from lrjax import _guard
 from lrjax._guard import GuardState, init_guard
-from lrjax._numerics import as_float, counter, device_mean, increment_if, read_value
+from lrjax._numerics import (as_float, counter, device_mean, increment_if, read_value,
+                             scale_tree)
 from lrjax.transforms._lr_owner import LROwner
 
 #: The inputs of the network, in order (see ``features``).
 FEATURES = ("trend_fast", "trend_slow", "above_best", "loss_vs_level", "grad_norm",
             "update_ratio", "cosine", "cosine_avg", "noise", "progress", "has_horizon",
-            "log_multiplier")
+            "log_multiplier", "estimate_growth")
 NUM_FEATURES = len(FEATURES)
 #: Smoothings of the loss levels: time constants of about 3, 20 and 100 updates.
 LOSS_SMOOTHING = (0.7, 0.95, 0.99)
@@ -47,6 +49,12 @@ FEATURE_CLIP = 5.0
 #: (``sample``); all of them when the model has at most this many.
 SAMPLE_SIZE = 8192
 WEIGHT_KEYS = ("w_input", "w_hidden", "bias", "w_out", "b_out")
+#: The estimate of the rate starts here (Prodigy's ``estim_lr0``) and only grows.
+ESTIMATE_INIT = 1e-6
+#: The decay of the estimate's sums (Prodigy's ``beta3``: the square root of Adam's beta2).
+ESTIMATE_DECAY = 0.999 ** 0.5
+#: Adam's betas, for the bias correction that weights each update in the estimate (as Prodigy).
+ADAM_BETAS = (0.9, 0.999)
 SHIPPED = "learned_controller.npz"
 
 
@@ -73,8 +81,14 @@ class LearnedControllerState(NamedTuple):
     inputs: the network's inputs at the last decision (``FEATURES``), for logging.
     grad_sample: ``sample`` of the previous finite gradient.
     param_sample: ``sample`` of the parameters at that update.
-    rate: the network's rate :math:`\\alpha` (what it decides on; ``lr`` is it
-      times the warmup's ramp).
+    rate: the rate :math:`\\alpha` the network decides on: the base :math:`b` (``estimate``)
+      times the network's multiplier; ``lr`` is it times the schedule's shape.
+    estimate: the base :math:`b`: ``init_value`` when given, else the running estimate
+      :math:`\\hat d` (Prodigy's :math:`d`; starts at ``ESTIMATE_INIT``, never falls).
+    estimate_weight: the weight of the last update in the estimate's sums (0: not counted).
+    numerator: the estimate's weighted sum of :math:`\\langle g_k, x_0 - x_k \\rangle`.
+    grad_sum: ``sample`` of the estimate's weighted sum of gradients (empty with ``init_value``).
+    param0: ``sample`` of the initial parameters (empty with ``init_value``).
   """
   count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
   lr: jax.Array  # shape=(), dtype=float32.
@@ -93,12 +107,18 @@ class LearnedControllerState(NamedTuple):
   grad_sample: jax.Array  # shape=(about SAMPLE_SIZE,), dtype=float32.
   param_sample: jax.Array  # like grad_sample.
   rate: jax.Array  # shape=(), dtype=float32.
+  estimate: jax.Array  # shape=(), dtype=float32.
+  estimate_weight: jax.Array  # shape=(), dtype=float32.
+  numerator: jax.Array  # shape=(), dtype=float32.
+  grad_sum: jax.Array  # like grad_sample, or shape (0,) with init_value.
+  param0: jax.Array  # like grad_sample, or shape (0,) with init_value.
 
   def log_scalars(self) -> tuple[str, dict[str, Any]]:
     """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
     return "learned_controller", {
         "lr": self.lr,
         "rate": self.rate,
+        "estimate": self.estimate,
         "ceiling": self.guard.ceiling,
         "num_nonfinite": self.num_nonfinite,
         "num_spikes": self.guard.num_spikes,
@@ -221,9 +241,20 @@ def sample(tree: Any, size: int = SAMPLE_SIZE) -> jax.Array:
   return jnp.concatenate(parts) if parts else jnp.zeros((0,), jnp.float32)
 
 
+def sample_weights(tree: Any, size: int = SAMPLE_SIZE) -> np.ndarray:
+  """The weight :math:`\\sqrt{n_\\ell / m_\\ell}` of each coordinate of ``sample(tree)``, so
+  :math:`\\sum_i w_i |\\mathrm{sample}(x)_i|` estimates :math:`\\|x\\|_1` (exactly when every
+  stride is 1). A NumPy constant: it depends only on the tree's shapes."""
+  leaves = jax.tree.leaves(tree)
+  plan = _sample_plan([tuple(jnp.shape(x)) for x in leaves], size)
+  parts = [np.full(count, math.sqrt(math.prod(jnp.shape(x)) / count), np.float32)
+           for x, (stride, count) in zip(leaves, plan) if count]
+  return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+
 def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
              cosine: jax.Array, step_sq: jax.Array, param_sq: jax.Array, lr: jax.Array,
-             init_value: Any, total_steps: Optional[int]) -> jax.Array:
+             estimate: jax.Array, total_steps: Optional[int]) -> jax.Array:
   """The network's inputs (``FEATURES``) after the statistics saw this update.
 
   Every input is scale-free and clipped to ``[-FEATURE_CLIP, FEATURE_CLIP]``:
@@ -231,8 +262,10 @@ def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
   loss levels (``LOSS_SMOOTHING``), the squared gradient norm's log against its
   running average, log10 of the update-to-parameter norm ratio (+3), the
   cosine of successive gradients (now and smoothed), the noise estimate minus
-  1/2, the progress ``count / total_steps`` (and a flag, 0 without a horizon)
-  and log(lr / init_value).
+  1/2, the progress ``count / total_steps`` (and a flag, 0 without a horizon),
+  log(lr / base) (the network's multiplier, ``state.estimate`` the base) and
+  log(``estimate`` / ``state.estimate``): how much the base grew at this update (0 with
+  ``init_value``).
   """
   fast, mid, slow = state.loss_levels[0], state.loss_levels[1], state.loss_levels[2]
   ratio = jnp.sqrt(step_sq / jnp.maximum(param_sq, 1e-30))
@@ -248,7 +281,8 @@ def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
       jnp.where((param_sq > 0) & (step_sq >= 0), jnp.log10(jnp.maximum(ratio, 1e-30)) + 3.0,
                 0.0),
       cosine, state.cosine_avg, state.noise - 0.5, progress, has,
-      _safe_log(lr) - jnp.log(as_float(init_value))]).astype(jnp.float32)
+      _safe_log(lr) - _safe_log(state.estimate),
+      _safe_log(estimate) - _safe_log(state.estimate)]).astype(jnp.float32)
   return jnp.clip(jnp.where(jnp.isfinite(x), x, 0.0), -FEATURE_CLIP, FEATURE_CLIP)
 
 
@@ -316,32 +350,74 @@ def warmup_ramp(count: jax.Array, warmup_steps: Any) -> jax.Array:
   return jnp.where(w > 0, jnp.minimum(1.0, (as_float(count) + 1.0) / jnp.maximum(w, 1.0)), 1.0)
 
 
+def shape(count: jax.Array, warmup_steps: Any, total_steps: Any, anneal: bool) -> jax.Array:
+  r"""The schedule's shape :math:`s_t` at update :math:`t` (0-based): the warmup ramp, then
+  (with ``anneal`` and a horizon :math:`T` > 0) a cosine from 1 to 0 over :math:`[W, T]`:
+
+  .. math::
+    s_t = \min\left(1, \frac{t + 1}{W}\right)
+          \cdot \tfrac12 \left(1 + \cos \frac{\pi \min(\max(t - W, 0), T - W)}{T - W}\right)
+
+  (Optax's ``warmup_cosine_decay_schedule(0, 1, W, T)`` after the warmup, whose ramp starts
+  at :math:`1/W` rather than 0.) ``total_steps`` 0 or ``None``: the ramp only.
+  """
+  ramp = warmup_ramp(count, warmup_steps)
+  if not anneal or total_steps is None:
+    return ramp
+  t, w, h = as_float(count), as_float(warmup_steps), as_float(total_steps)
+  span = jnp.maximum(h - w, 1.0)
+  cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.clip(t - w, 0.0, span) / span))
+  return jnp.where(h > 0, ramp * cosine, ramp)
+
+
+def _zeroed_unless(x: jax.Array, keep: jax.Array) -> jax.Array:
+  """The float32 vector ``x`` where the scalar ``keep`` holds, else zeros (even where ``x`` is
+  NaN), by an AND of its bits with an all-ones or all-zeros mask: no select over the sample,
+  which in a small model is the whole model."""
+  mask = jnp.where(keep, jnp.int32(-1), jnp.int32(0))
+  bits = jax.lax.bitcast_convert_type(x, jnp.int32) & mask
+  return jax.lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def _bias_correction(count: jax.Array) -> jax.Array:
+  """Adam's :math:`\\sqrt{1 - \\beta_2^{t+1}} / (1 - \\beta_1^{t+1})` at update :math:`t`."""
+  b1, b2 = ADAM_BETAS
+  n = as_float(count) + 1.0
+  return jnp.sqrt(1.0 - b2 ** n) / (1.0 - b1 ** n)
+
+
 def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, every: int,
                min_value: Any, max_value: Any, total_steps: Optional[int],
                axis_name: Optional[str], settings: dict[str, Any], reset_hidden: bool = False,
-               policy: Optional[Callable[..., Any]] = None, warmup_steps: Any = 0
-               ) -> optax.GradientTransformationExtraArgs:
+               policy: Optional[Callable[..., Any]] = None, warmup_steps: Any = 0,
+               anneal: bool = False) -> optax.GradientTransformationExtraArgs:
   """The transform without argument checks (``learned_controller`` checks; meta-training
   builds it with traced weights, starting rate and ``total_steps``, 0 for unknown).
 
-  ``policy(weights, hidden, inputs) -> (hidden, Δ)`` replaces the GRU (``gru_step``)
-  for a hand-made rule; ``reset_hidden`` zeroes the memory before every decision
-  (an ablation). ``warmup_steps`` 0: no warmup (meta-training's setting).
+  ``init_value`` ``None``: the base is the running estimate (``estimate``), else this
+  constant. ``policy(weights, hidden, inputs) -> (hidden, Δ)`` replaces the GRU
+  (``gru_step``) for a hand-made rule; ``reset_hidden`` zeroes the memory before every
+  decision (an ablation). ``warmup_steps`` and ``anneal``: the schedule's ``shape``.
   """
   policy = gru_step if policy is None else policy
   hidden_size = weights["w_hidden"].shape[0]
+  estimating = init_value is None
+  base0 = ESTIMATE_INIT if estimating else init_value
 
   def init_fn(params):
     zero = as_float(0.0)
     empty = jnp.zeros_like(sample(params))
+    p0 = sample(params) if estimating else jnp.zeros((0,), zero.dtype)
     return LearnedControllerState(
-        **owner.init_fields(params, init_value), guard=init_guard(ceiling=max_value),
+        **owner.init_fields(params, base0), guard=init_guard(ceiling=max_value),
         hidden=jnp.zeros((hidden_size,), zero.dtype), loss_levels=jnp.zeros((3,), zero.dtype),
         best_level=jnp.zeros_like(zero), grad_sq=jnp.zeros_like(zero),
         prev_grad_sq=jnp.zeros_like(zero), cosine_avg=jnp.zeros_like(zero),
         noise=jnp.zeros_like(zero), stats_count=counter(),
         inputs=jnp.zeros((NUM_FEATURES,), zero.dtype),
-        grad_sample=empty, param_sample=jnp.zeros_like(empty), rate=as_float(init_value))
+        grad_sample=empty, param_sample=jnp.zeros_like(empty), rate=as_float(base0),
+        estimate=as_float(base0), estimate_weight=jnp.zeros_like(zero),
+        numerator=jnp.zeros_like(zero), grad_sum=jnp.zeros_like(p0), param0=p0)
 
   def update_fn(updates, state, params=None, **extra_args):
     owner.require_params(params, "the update-to-parameter ratio reads them")
@@ -350,16 +426,38 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
       raise ValueError("lrjax.learned_controller: update needs the loss: "
                        "tx.update(grads, state, params, value=loss)")
     raw_loss, _ = read_value(value, None, "lrjax.learned_controller")  # averaged below
-    direction, inner_state = owner.direction(updates, state.inner_state, params, **extra_args)
-    # Every statistic from the samples, in one collective: the loss, g·g, θ·θ, g·g_prev
-    # and |θ_t − θ_{t−1}|² (the last update's step).
+    # Every statistic from the samples, in one collective: the loss, g·g, θ·θ, g·g_prev,
+    # |θ_t − θ_{t−1}|² (the last update's step) and, when estimating, the previous update's
+    # term of the estimate (its gradient against its distance from the start) and the L1
+    # norm of the weighted gradient sum with it.
     g, p = sample(updates), sample(params)
     step = p - state.param_sample
+    counted = state.estimate_weight  # 0 for the first update and after a skipped one
+    if estimating:
+      grad_sum = ESTIMATE_DECAY * state.grad_sum + counted * _zeroed_unless(
+          state.grad_sample, counted > 0)
+      extra = [_dot(state.grad_sample, state.param0 - state.param_sample),
+               _dot(jnp.abs(grad_sum), sample_weights(params))]
+    else:
+      grad_sum, extra = state.grad_sum, []
     stats = device_mean(jnp.stack([raw_loss, _dot(g, g), _dot(p, p), _dot(g, state.grad_sample),
-                                   _dot(step, step)]), axis_name)
+                                   _dot(step, step)] + extra), axis_name)
     loss, grad_sq, param_sq, cross, step_sq = (stats[i] for i in range(5))
     ok = jnp.all(jnp.isfinite(stats[:3]))
     guard_state, spike = owner.spike(state.guard, loss, jnp.isfinite(grad_sq), settings, None)
+    if estimating:  # Prodigy's estimate, one update behind (as Prodigy applies d before it grows)
+      numerator = ESTIMATE_DECAY * state.numerator + jnp.where(counted > 0, counted * stats[5],
+                                                               0.0)
+      ratio = numerator / jnp.where(stats[6] > 0, stats[6], 1.0)
+      estimate = jnp.where((stats[6] > 0) & jnp.isfinite(ratio),
+                           jnp.maximum(state.estimate, ratio), state.estimate)
+    else:
+      numerator, estimate = state.numerator, state.estimate
+    # With the estimate, the inner optimizer reads (d / d_0) g, as Prodigy's Adam moments
+    # average d g: while d grows, recent gradients weigh more (an Adam-like direction does not
+    # depend on the gradient's scale otherwise).
+    scaled = scale_tree(updates, estimate / ESTIMATE_INIT) if estimating else updates
+    direction, inner_state = owner.direction(scaled, state.inner_state, params, **extra_args)
 
     # Running statistics (where this update is finite).
     started = state.stats_count > 0
@@ -384,15 +482,17 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         noise=jnp.where(have_prev, b * state.noise + (1 - b) * noise_now,
                         jnp.where(started, state.noise, 0.5)),
         stats_count=increment_if(state.stats_count))
+    # The rate follows the base: the network's multiplier (rate / base) is what it moves.
+    grown = state.rate * (estimate / state.estimate) if estimating else state.rate
 
     def decide(_):
       x = features(stepped, loss, grad_sq, cosine, jnp.where(have_prev, step_sq, -1.0),
-                   param_sq, state.rate, init_value, total_steps)
+                   param_sq, state.rate, estimate, total_steps)
       hidden = jnp.zeros_like(state.hidden) if reset_hidden else state.hidden
       new_hidden, delta = policy(weights, hidden, x)
-      return new_hidden, state.rate * jnp.exp(delta), x
+      return new_hidden, grown * jnp.exp(delta), x
 
-    keep = lambda _: (state.hidden, state.rate, state.inputs)  # noqa: E731
+    keep = lambda _: (state.hidden, grown, state.inputs)  # noqa: E731
     if every == 1:
       hidden, lr, inputs = decide(None)
     else:  # the GRU only at a decision (the statistics are a few scalars: every update)
@@ -406,13 +506,13 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     # statistics (the memory is kept).
     lr, applied, guard_state = owner.after_spike(lr, spike, settings, min_value, guard_state,
                                                  state.lr)
-    # The warmup ramps what is applied, outside the network (which decides on its own rate):
-    # the first update of a run at a rate far too high can wreck a model for good (a CNN's
-    # ReLUs die) before any statistic has seen it.
-    ramp = warmup_ramp(state.count, warmup_steps)
+    # The shape (warmup, anneal) scales what is applied, outside the network (which decides
+    # on its own rate): the first update of a run at a rate far too high can wreck a model
+    # for good (a CNN's ReLUs die) before any statistic has seen it.
+    factor = shape(state.count, warmup_steps, total_steps, anneal)
     restart = lambda new, old: jnp.where(ok & ~spike, new, jnp.where(spike, 0, old))  # noqa
     new_state = LearnedControllerState(
-        **owner.next_fields(state, lr * ramp, ok), inner_state=inner_state, guard=guard_state,
+        **owner.next_fields(state, lr * factor, ok), inner_state=inner_state, guard=guard_state,
         hidden=hidden,
         loss_levels=restart(stepped.loss_levels, state.loss_levels),
         best_level=restart(stepped.best_level, state.best_level),
@@ -424,44 +524,81 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         inputs=jnp.where(ok, inputs, state.inputs),
         # Stored as they are (a select would cost more than it saves): prev_grad_sq = 0 marks
         # a non-finite one, which the next update does not read.
-        grad_sample=g, param_sample=p, rate=lr)
-    return owner.step(direction, applied * ramp), new_state
+        grad_sample=g, param_sample=p, rate=lr,
+        # This update's weight in the estimate (read at the next update, with g and p): its
+        # applied rate times Adam's bias correction, times d / d_0 (Prodigy's weighting).
+        estimate=estimate,
+        estimate_weight=jnp.where(ok, applied * factor * _bias_correction(state.count)
+                                  * estimate / ESTIMATE_INIT, 0.0) if estimating
+        else state.estimate_weight,
+        numerator=numerator, grad_sum=grad_sum, param0=state.param0)
+    return owner.step(direction, applied * factor), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 @v.checks_finite
 def learned_controller(optimizer_factory: Callable[..., optax.GradientTransformation], *,
-                       init_value: float, weights: Any = None, every: int = 1,
+                       init_value: Optional[float] = None, weights: Any = None,
+                       every: int = 1,
                        min_value: float = 1e-8, max_value: float = 10.0,
                        total_steps: Optional[int] = None, axis_name: Optional[str] = None,
                        guard: bool = True, guard_factor: float = 4.0, guard_cut: float = 0.1,
                        guard_nonfinite: int = 3, guard_skip: bool = True,
-                       warmup_steps: Optional[int] = None
+                       warmup_steps: Optional[int] = None, anneal: bool = True
                        ) -> optax.GradientTransformationExtraArgs:
   r"""A learned learning-rate controller: a small GRU sets the rate from the training signal.
 
-  Every ``every`` updates a gated recurrent unit (Cho et al. 2014) reads
-  twelve scale-free inputs computed in graph from the loss, the gradient and
-  the parameters (``FEATURES``: the loss trend at three time scales and its
-  rise above its best level, the gradient norm against its running average,
-  the last step's norm over the parameters' norm, the cosine of successive
-  gradients, a gradient-noise estimate, the progress through ``total_steps``
-  when given, its own log-multiplier) and changes the rate by a bounded step:
+  The update is :math:`\alpha_t\, s_t\, u_t`: :math:`u_t` the inner
+  optimizer's direction at learning rate 1, :math:`s_t` the schedule's shape
+  (``shape``: a linear warmup over :math:`W` updates, then with ``total_steps``
+  :math:`T` a cosine from 1 to 0 over :math:`[W, T]`) and
+  :math:`\alpha_t = b_t\, m_t` a base times the network's multiplier.
+
+  **The base** :math:`b_t` is ``init_value`` when given. Without it (the
+  default) it is Prodigy's estimate :math:`\hat d_t` of the distance to a
+  solution (Mishchenko & Defazio 2023), computed in graph on the sample the
+  controller reads and starting at ``ESTIMATE_INIT``:
+
+  .. math::
+    \lambda_k = \frac{\hat d_k}{\hat d_0}\, \alpha_k s_k\, \mathrm{bc}_k, \quad
+    r_t = \sum_{k<t} \beta_3^{t-k} \lambda_k \langle g_k, x_0 - x_k \rangle, \quad
+    S_t = \sum_{k<t} \beta_3^{t-k} \lambda_k g_k, \quad
+    \hat d_t = \max\left(\hat d_{t-1}, \frac{r_t}{\|S_t\|_1}\right)
+
+  with :math:`\beta_3 = \sqrt{0.999}` and :math:`\mathrm{bc}_k` Adam's bias
+  correction, as ``optax.contrib.prodigy``. So a network whose output is 0
+  (:math:`m_t = 1`) is Prodigy's rate under a warmup-cosine multiplier, the
+  strongest no-tuning rule measured here: the network only learns what to add
+  to it, and the run does not depend on any starting rate. The inner optimizer
+  reads :math:`(\hat d_t / \hat d_0)\, g_t`, as Prodigy's Adam moments
+  average :math:`\hat d_k g_k` (recent gradients weigh more while
+  :math:`\hat d` grows): with Adam inside, no weight decay and a zero network
+  the run is ``optax.contrib.prodigy`` under the same multiplier up to where
+  Adam's :math:`\epsilon` sits (tested to 1e-4). Prodigy's decoupled weight
+  decay is also scaled by Adam's bias correction; AdamW's is not. The estimate
+  assumes an Adam-like direction, one that does not depend on the gradient's
+  scale (Adam, AdamW, Lion, sign descent); give SGD an ``init_value``.
+
+  **The multiplier.** Every ``every`` updates a gated recurrent unit (Cho et
+  al. 2014) reads thirteen scale-free inputs computed in graph from the loss,
+  the gradient and the parameters (``FEATURES``: the loss trend at three time
+  scales and its rise above its best level, the gradient norm against its
+  running average, the last step's norm over the parameters' norm, the cosine
+  of successive gradients, a gradient-noise estimate, the progress through
+  ``total_steps`` when given, its own log-multiplier, the base's growth) and
+  changes the rate by a bounded step:
 
   .. math::
     (h_{k+1}, \Delta_k) = \mathrm{GRU}_\phi(h_k, x_k), \quad
     |\Delta_k| \le 0.1, \quad
-    \alpha_{k+1} = \mathrm{clip}(\alpha_k e^{\Delta_k}, \alpha_{\min}, c_k)
+    \alpha_{k+1} = \mathrm{clip}\left(\alpha_k \frac{b_{k+1}}{b_k} e^{\Delta_k},
+                                      \alpha_{\min}, c_k\right)
 
-  and the update is :math:`\alpha\, w_t\, u_t` with :math:`u_t` the inner
-  optimizer's direction at learning rate 1 and :math:`w_t = \min(1, (t+1)/W)` a
-  linear warmup over the first :math:`W` updates (``warmup_steps``; by default
-  a tenth of ``total_steps``, as the tuned warmup-cosine it is measured against,
-  and none without ``total_steps``). The warmup sits outside the network, like
-  the guard: the very first updates at a rate far too high can wreck a model
-  before any statistic has seen them (a CNN's ReLUs die, its loss falls back to
-  chance and stays there), which no decision afterwards undoes. The gradient and parameter
+  The shape sits outside the network, like the guard: the very first updates at
+  a rate far too high can wreck a model before any statistic has seen them (a
+  CNN's ReLUs die, its loss falls back to chance and stays there), which no
+  decision afterwards undoes. The gradient and parameter
   statistics are ratios, so they are read from a fixed sample of about
   ``SAMPLE_SIZE`` coordinates (``sample``; all of them in a smaller model):
   an update costs a few dozen scalar operations at any model size, and the
@@ -480,8 +617,8 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
 
   Args:
     optimizer_factory: ``learning_rate -> optax.GradientTransformation`` (``optax.adamw``, ...).
-    init_value: the starting rate :math:`\alpha_0` > 0 (the controller is meant to
-      need no tuning: within a decade of a sensible value).
+    init_value: ``None`` (the default) for Prodigy's estimate as the base, or a
+      constant base rate > 0 (the network still moves the rate from it).
     weights: ``None`` for the shipped weights, a path to an ``.npz`` written by
       ``lrjax.meta.meta_train`` / ``save_weights``, or a dict of arrays.
     every: decide every this many updates (>= 1); the statistics see every update
@@ -491,6 +628,8 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
       network: the progress); ``None`` works for any horizon.
     warmup_steps: the updates of the linear warmup :math:`W` (0: none); ``None``
       for ``total_steps // 10``, or 0 without ``total_steps``.
+    anneal: with ``total_steps``, a cosine from 1 to 0 over :math:`[W, T]` in the
+      shape (``False``: the warmup only, the network's own anneal).
     axis_name: average the loss and the statistics over this mapped axis so
       every replica decides alike.
     guard, guard_factor, guard_cut, guard_nonfinite, guard_skip: the spike
@@ -500,11 +639,12 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   Returns:
     An ``optax.GradientTransformationExtraArgs``; call
     ``update(grads, state, params, value=loss)``. ``lrjax.current_lr`` reads the rate
-    applied (``state.lr``, the network's rate ``state.rate`` times the warmup's ramp).
+    applied (``state.lr``: the rate ``state.rate`` times the shape);
+    ``state.estimate`` is the base.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, lrjax
-    >>> tx = lrjax.learned_controller(optax.adam, init_value=1e-2, total_steps=100)
+    >>> tx = lrjax.learned_controller(optax.adamw, total_steps=100)  # no rate to choose
     >>> params = jnp.ones(3)
     >>> state = tx.init(params)
     >>> loss_fn = lambda p: jnp.sum(p ** 2)
@@ -522,17 +662,24 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     <https://arxiv.org/abs/1909.09712>`_, 2019.
     Metz et al., `VeLO: Training Versatile Learned Optimizers by Scaling Up
     <https://arxiv.org/abs/2211.09760>`_, 2022.
+    Mishchenko & Defazio, `Prodigy: An Expeditiously Adaptive Parameter-Free Learner
+    <https://arxiv.org/abs/2306.06101>`_, ICML 2024.
     Cho et al., `Learning Phrase Representations using RNN Encoder-Decoder
     <https://arxiv.org/abs/1406.1078>`_, 2014.
   """
   fn = "learned_controller"
   owner = LROwner.build(fn, optimizer_factory)
-  v.positive(fn, "init_value", init_value)
   v.integer(fn, "every", every, 1)
   v.positive(fn, "min_value", min_value)
   v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
-  v.check(fn, "init_value", init_value,
-          lambda a: (a >= min_value) & (a <= max_value), "in [min_value, max_value]")
+  if init_value is not None:
+    v.positive(fn, "init_value", init_value)
+    v.check(fn, "init_value", init_value,
+            lambda a: (a >= min_value) & (a <= max_value), "in [min_value, max_value]")
+  elif not min_value <= ESTIMATE_INIT <= max_value:
+    raise ValueError(f"lrjax.{fn}: without init_value the rate starts at {ESTIMATE_INIT:g}, "
+                     f"which must be in [min_value, max_value], got [{min_value}, {max_value}]")
+  anneal = _guard.flag(fn, "anneal", anneal)
   if total_steps is not None:
     v.integer(fn, "total_steps", total_steps, 1)
   if warmup_steps is None:
@@ -541,4 +688,5 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   settings = owner.guard_settings(guard, guard_factor, guard_cut, guard_nonfinite, guard_skip)
   return controller(owner, load_weights(weights, fn), init_value=init_value, every=every,
                     min_value=min_value, max_value=max_value, total_steps=total_steps,
-                    axis_name=axis_name, settings=settings, warmup_steps=int(warmup_steps))
+                    axis_name=axis_name, settings=settings, warmup_steps=int(warmup_steps),
+                    anneal=anneal)
