@@ -11,7 +11,8 @@ run, interleaved round by round so machine noise hits each alike:
 - ``optax.chain(optax.adam(lr), lrjax.as_transform(reduce_on_plateau(1.0)))``;
 - ``lrjax.window_search(optax.adam, lr)``, whose probes are also reported;
 - ``lrjax.learned_controller(optax.adam, init_value=lr)`` (a decision every update,
-  and ``every=10``): the shipped GRU; its statistics from a fixed sample of the gradient and the parameters.
+  and ``every=10``): the shipped GRU; its statistics from a fixed sample of the gradient and the parameters;
+  and without a rate (its default: Prodigy's estimate as the base, the gradient scaled by it).
 
 Prints a Markdown table of the median and the best time per step over the rounds, each
 with its ratio to the anchor's median / best, and what one update compiles to on the
@@ -68,6 +69,7 @@ def variants(window_steps: int):
       "lrjax.window_search": lrjax.window_search(optax.adam, LR, window=window,
                                                  probe_steps=probe),
       "lrjax.learned_controller": lrjax.learned_controller(optax.adam, init_value=LR),
+      "lrjax.learned_controller(no rate)": lrjax.learned_controller(optax.adam),
       "lrjax.learned_controller(every=10)": lrjax.learned_controller(optax.adam, init_value=LR,
                                                                     every=10),
   }

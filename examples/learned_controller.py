@@ -1,10 +1,11 @@
-"""The learned controller: no tuning, from a starting rate 10x too low to 10x too high.
+"""The learned controller: no rate to choose, or a given rate 10x too low to 10x too high.
 
 A small MLP on a noisy teacher regression (synthetic, not from the controller's
-meta-training family). AdamW under ``lrjax.learned_controller`` starts at
-three rates a decade apart; for each the example prints where the rate went,
-the spikes the guard caught and the final held-out loss, beside AdamW at a
-constant rate from the same start.
+meta-training family). AdamW under ``lrjax.learned_controller`` runs first as
+a user would run it, with no rate given (its base is Prodigy's estimate), then
+from three given rates a decade apart; for each the example prints where the
+rate went, the spikes the guard caught and the final held-out loss, beside
+AdamW at a constant rate from the same start.
 
   python examples/learned_controller.py [--steps 1000]
 """
@@ -65,14 +66,16 @@ def main():
   adamw = lambda lr: optax.adamw(lr, weight_decay=1e-4)  # noqa: E731
   print(f"{'start':>8}  {'held-out loss: learned':>23}  {'constant':>9}  spikes  "
         "rate every 100 updates (learned)")
-  for start in (3e-4, 3e-3, 3e-2):
+  for start in (None, 3e-4, 3e-3, 3e-2):
     tx = lrjax.learned_controller(adamw, init_value=start, total_steps=args.steps)
     loss, lrs, state = train(tx, args.steps)
-    inject = optax.inject_hyperparams(optax.adamw)(learning_rate=start, weight_decay=1e-4)
-    constant, _, _ = train(inject, args.steps)
-    print(f"{start:8.0e}  {loss:23.4f}  {constant:9.4f}  {int(state.guard.num_spikes):6d}  "
+    if start is None:  # no rate given: nothing to compare a constant rate at
+      label, constant = "none", "–"
+    else:
+      inject = optax.inject_hyperparams(optax.adamw)(learning_rate=start, weight_decay=1e-4)
+      label, constant = f"{start:.0e}", f"{train(inject, args.steps)[0]:.4f}"
+    print(f"{label:>8}  {loss:23.4f}  {constant:>9}  {int(state.guard.num_spikes):6d}  "
           + " ".join(f"{x:.1e}" for x in lrs))
-
 
 if __name__ == "__main__":
   main()

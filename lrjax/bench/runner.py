@@ -73,8 +73,9 @@ def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str 
       "window_search": lambda: window_search(
           adamw, peak, window=max(steps // 4, 3 * probe + 1), probe_steps=probe),
       "hypergradient": lambda: hypergradient(adamw, init_value=peak, hyper_lr=1e-7),
-      # Untuned: the shipped weights, started at the same rate as every adaptive method.
-      "learned": lambda: learned_controller(adamw, init_value=peak, total_steps=steps),
+      # Untuned, as a user runs it: the shipped weights over their own estimate of the rate
+      # (the peak is not used).
+      "learned": lambda: learned_controller(adamw, total_steps=steps),
       "optax.warmup_cosine_decay_schedule": lambda: inject(
           optax.warmup_cosine_decay_schedule(0.0, peak, max(steps // 10, 1), steps)),
       "optax.contrib.reduce_on_plateau": lambda: optax.chain(
