@@ -52,10 +52,15 @@ from lrjax.transforms._lr_owner import LROwner
 WEIGHT_DECAY = 1e-4
 STARTS = (1 / 30, 1 / 10, 1 / 3, 1.0, 3.0, 10.0)
 STEPS = {"digits": 300, "regression": 300, "charlm": 200, "autoencoder": 300, "deep_mlp": 300}
-METHODS = ("learned", "constant", "schedule_free_adamw", "reduce_on_plateau", "greedy",
-           "window_decay", "hypergradient", "hypergradient (no guard)", "prodigy")
+METHODS = ("learned", "learned (no horizon)", "learned, network off", "learned (given rate)",
+           "prodigy + warmup-cosine", "prodigy", "constant",
+           "schedule_free_adamw", "reduce_on_plateau", "greedy", "window_decay",
+           "hypergradient", "hypergradient (no guard)")
 # Every start for these; the other methods at tuned/10, tuned and tuned x 10 (CPU time).
-ALL_STARTS = ("learned", "constant", "schedule_free_adamw")
+ALL_STARTS = ("learned (given rate)", "constant", "schedule_free_adamw")
+# No starting rate: one run, the same in every column.
+NO_START = ("learned", "learned (no horizon)", "learned, network off", "prodigy + warmup-cosine",
+            "prodigy")
 COMMON = (1, 3, 5)  # the indices of STARTS every method runs
 SEQUENTIAL = ("digits", "charlm")  # lax.map, not vmap (a vmap over conv weights is slow on CPUs)
 ABLATION_TASKS = ("regression", "autoencoder", "deep_mlp")
@@ -127,10 +132,27 @@ def get_task(name):
 # ---------------------------------------------------------------------------------------------
 # Runs: a vmap over (starting rates, seeds) in one program.
 
+def warmup_cosine_shape(steps):
+  """Optax's warmup-cosine at peak 1 (10% warmup, cosine to 0), its warmup starting at 1/W
+  rather than 0 (a multiplier of exactly 0 at Prodigy's first update makes its estimate NaN)."""
+  w = max(steps // 10, 1)
+  cosine = optax.cosine_decay_schedule(1.0, steps - w)
+  return lambda c: jnp.where(c < w, (c + 1.0) / w, cosine(c - w))
+
+
 def build(method: str, lr, steps: int, total_steps=True):
-  if method == "learned":
-    return lrjax.learned_controller(adamw, init_value=lr,
-                                    total_steps=steps if total_steps else None)
+  horizon = steps if total_steps else None
+  if method == "learned":  # no starting rate: its base is its own estimate
+    return lrjax.learned_controller(adamw, total_steps=horizon)
+  if method == "learned, network off":  # a zero output: the estimate under warmup-cosine alone
+    zero = {k: jnp.zeros_like(w) for k, w in _learned.load_weights().items()}
+    return lrjax.learned_controller(adamw, total_steps=horizon, weights=zero)
+  if method == "learned (no horizon)":
+    return lrjax.learned_controller(adamw)
+  if method == "learned (given rate)":
+    return lrjax.learned_controller(adamw, init_value=lr, total_steps=horizon)
+  if method == "prodigy + warmup-cosine":
+    return optax.contrib.prodigy(warmup_cosine_shape(steps), weight_decay=WEIGHT_DECAY)
   if method == "constant":
     return adamw(lr)
   if method == "schedule_free_adamw":
@@ -246,12 +268,12 @@ def main():
            "methods": {}}
     lrs = [peak * s for s in STARTS]
     for method in METHODS:
-      which = (list(range(len(lrs))) if method in ALL_STARTS else [0] if method == "prodigy"
+      which = (list(range(len(lrs))) if method in ALL_STARTS else [0] if method in NO_START
                else list(COMMON))
       out = runs(task, lambda lr, m=method: build(m, lr, steps), [lrs[i] for i in which],
                  seeds, steps)
-      if method == "prodigy":  # no starting rate: the same runs in every column
-        which = list(COMMON)
+      if method in NO_START:  # no starting rate: the same runs in every column
+        which = list(range(len(lrs)))
         out = {k: np.repeat(v, len(which), 0) for k, v in out.items()}
       cells = [None] * len(lrs)
       for j, i in enumerate(which):
@@ -262,18 +284,19 @@ def main():
             "steps_to_target": float(np.median([steps_to_target(l, target)
                                                 for l in out["losses"][j]]))}
       row["methods"][method] = cells
-      if method == "learned":
+      if method == "learned (given rate)":
         row["learned_lrs"] = out["lrs"].mean(1).tolist()
+      if method == "learned":
+        row["estimate_lrs"] = out["lrs"][0].mean(0).tolist()
         learned_out = out
-    # Ablations at tuned/10, tuned and tuned x 10 (on the cheap tasks).
-    idx = list(COMMON)
-    if name not in ABLATION_TASKS:
-      idx = []
+    # Ablations of the learned controller (no starting rate: one column) on the cheap tasks.
+    idx = [0] if name in ABLATION_TASKS else []
     settings = dict(GUARD_DEFAULTS, guard_skip=True)
     reset = idx and runs(task, lambda lr: _learned.controller(
-        LROwner.build("learned_controller", adamw), _learned.load_weights(), init_value=lr,
+        LROwner.build("learned_controller", adamw), _learned.load_weights(), init_value=None,
         every=1, min_value=1e-8, max_value=10.0, total_steps=steps, axis_name=None,
-        settings=settings, reset_hidden=True), [lrs[i] for i in idx], seeds, steps)
+        settings=settings, reset_hidden=True, warmup_steps=steps // 10, anneal=True),
+        [lrs[i] for i in idx], seeds, steps)
     new_seeds = [s + 100 for s in seeds]
     closed = idx and runs(task, lambda lr: build("learned", lr, steps), [lrs[i] for i in idx],
                           new_seeds, steps)
@@ -284,8 +307,7 @@ def main():
           learning_rate=lambda count: tr[jnp.minimum(count, steps - 1)],
           weight_decay=WEIGHT_DECAY), [0.0], new_seeds, steps)
       open_loop.append(float(np.mean(o["final"][0])) / base)
-    abl = {"starts": [STARTS[i] for i in idx],
-           "learned": [row["methods"]["learned"][i]["ratio"] for i in idx],
+    abl = {"learned": [row["methods"]["learned"][i]["ratio"] for i in idx],
            "reset_hidden": [float(np.mean(reset["final"][j])) / base for j in range(len(idx))],
            "closed_loop_new_seeds": [float(np.mean(closed["final"][j])) / base
                                      for j in range(len(idx))],
@@ -314,9 +336,8 @@ def main():
     long = {"steps": LONG_STEPS, "peak": peak, "tuned_final": base}
     for known in (True, False):
       out = runs(task, lambda lr, k=known: build("learned", lr, LONG_STEPS, total_steps=k),
-                 [peak / 10, peak, peak * 10], seeds[:2], LONG_STEPS)
-      long["known" if known else "unknown"] = [float(np.mean(out["final"][i])) / base
-                                               for i in range(3)]
+                 [peak], seeds[:2], LONG_STEPS)  # no starting rate: one run
+      long["known" if known else "unknown"] = float(np.mean(out["final"][0])) / base
     out = runs(task, lambda lr: build("constant", lr, LONG_STEPS), [peak / 10, peak, peak * 10],
                seeds[:2], LONG_STEPS)
     long["constant"] = [float(np.mean(out["final"][i])) / base for i in range(3)]
@@ -378,14 +399,16 @@ def plot(results, names, out):
   for ax, n in zip(axes[0], names):
     row = results[n]
     for i, s in enumerate(STARTS):
-      ax.plot(np.asarray(row["learned_lrs"][i]), color=colors[i], label=f"start ×{s:.3g}")
+      ax.plot(np.asarray(row["learned_lrs"][i]), color=colors[i], lw=0.8,
+              label=f"given rate: tuned ×{s:.3g}")
+    ax.plot(np.asarray(row["estimate_lrs"]), color="C3", lw=2, label="no rate given (default)")
     ax.axhline(row["peak"], color="k", ls=":", lw=1, label="tuned peak")
     ax.set_yscale("log")
     ax.set_title(f"{n}", fontsize=10)
     ax.set_xlabel("update")
   axes[0][0].set_ylabel("learning rate (mean of seeds)")
   axes[0][-1].legend(fontsize=7, loc="best")
-  fig.suptitle("learned controller: LR traces from six starting rates (shipped weights)",
+  fig.suptitle("learned controller: LR traces, its own estimate and six given rates",
                fontsize=10)
   fig.tight_layout()
   fig.savefig(os.path.join(out, "lr_traces.png"), dpi=110)

@@ -2,7 +2,8 @@
 
 ``meta_train`` fits the weights of ``lrjax.learned_controller``:
 
-1. **L-BFGS first** (``optax.lbfgs``, optional): the GRU imitates a hand-made
+1. **L-BFGS first** (``optax.lbfgs``, optional, off by default: ES starts from
+   a zero output layer, which is the controller's rule alone): the GRU imitates a hand-made
    rule (``hand_rule``: raise the rate while successive gradients agree, lower
    it when they disagree or the loss rises above its best, anneal near the end
    of a known horizon) on inputs logged from runs of that rule. A deterministic
@@ -32,8 +33,10 @@ ill-conditioned noisy quadratics, linear and logistic regression, MLPs of
 random width and activation (one or two hidden layers) and a small convnet on
 random teacher networks; batch sizes 8-64; horizons log-uniform over
 100-2,000 updates (the horizon given to the controller in half the runs);
-AdamW or SGD with momentum 0.9; a starting rate log-uniform over ±2 decades
-around a sensible value. **No real data set is ever used**: ``lrjax.tasks``
+AdamW or SGD with momentum 0.9; for three AdamW draws in four the controller's own
+estimate of its base rate (``init_value=None``, its default), else a starting rate
+log-uniform over ±2 decades around a sensible value; the default shape (a warmup over a
+tenth of a known horizon, then a cosine to 0). **No real data set is ever used**: ``lrjax.tasks``
 are where the controller is judged.
 """
 
