@@ -279,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
   mt = sub.add_parser(
       "meta-train", help="meta-train the learned controller's weights (synthetic tasks only)",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-      description="Meta-train lrjax.learned_controller: an L-BFGS imitation of a hand-made "
-      "rule, then antithetic evolution strategies on a synthetic task family. The defaults "
+      description="Meta-train lrjax.learned_controller: antithetic evolution strategies on a "
+      "synthetic task family, from a zero output layer (the controller's rule alone; "
+      "--lbfgs-steps N first fits an imitation of a hand-made rule instead). The defaults "
       "reproduce the shipped weights (lrjax/weights/learned_controller.npz) on a CPU. "
       "Resumes from its checkpoint when one exists.")
   mt.add_argument("--out", default="learned_controller.npz", help="the weights file to write")
