@@ -210,6 +210,14 @@ def _sample_plan(shapes: list[tuple[int, ...]], size: int) -> list[tuple[int, in
   return plan
 
 
+def _planned(tree: Any, size: int) -> list[tuple[Any, int, int]]:
+  """``(leaf, stride, count)`` of every leaf ``sample`` reads (``_sample_plan``; empty leaves
+  left out): one plan for the sample and its weights."""
+  leaves = jax.tree.leaves(tree)
+  plan = _sample_plan([tuple(jnp.shape(x)) for x in leaves], size)
+  return [(x, stride, count) for x, (stride, count) in zip(leaves, plan) if count]
+
+
 def sample(tree: Any, size: int = SAMPLE_SIZE) -> jax.Array:
   r"""A fixed sample of a tree's coordinates, weighted so its inner products estimate the tree's.
 
@@ -234,10 +242,8 @@ def sample(tree: Any, size: int = SAMPLE_SIZE) -> jax.Array:
   Returns:
     A float32 vector (its length depends only on the tree's shapes).
   """
-  leaves = jax.tree.leaves(tree)
-  plan = _sample_plan([tuple(jnp.shape(x)) for x in leaves], size)
   parts = [jnp.ravel(x)[::stride].astype(jnp.float32) * np.float32(math.sqrt(x.size / count))
-           for x, (stride, count) in zip(leaves, plan) if count]
+           for x, stride, count in _planned(tree, size)]
   return jnp.concatenate(parts) if parts else jnp.zeros((0,), jnp.float32)
 
 
@@ -245,10 +251,8 @@ def sample_weights(tree: Any, size: int = SAMPLE_SIZE) -> np.ndarray:
   """The weight :math:`\\sqrt{n_\\ell / m_\\ell}` of each coordinate of ``sample(tree)``, so
   :math:`\\sum_i w_i |\\mathrm{sample}(x)_i|` estimates :math:`\\|x\\|_1` (exactly when every
   stride is 1). A NumPy constant: it depends only on the tree's shapes."""
-  leaves = jax.tree.leaves(tree)
-  plan = _sample_plan([tuple(jnp.shape(x)) for x in leaves], size)
   parts = [np.full(count, math.sqrt(math.prod(jnp.shape(x)) / count), np.float32)
-           for x, (stride, count) in zip(leaves, plan) if count]
+           for x, _, count in _planned(tree, size)]
   return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
