@@ -37,6 +37,9 @@ def __getattr__(name):
   if name == "meta":  # meta-training: loaded on first use
     import importlib
     return importlib.import_module("lrjax.meta")
+  if name == "plan":  # loss-curve laws: loaded on first use
+    import importlib
+    return importlib.import_module("lrjax.plan")
   if name == "keras":
     import importlib
     return importlib.import_module("lrjax.keras")

@@ -3,7 +3,7 @@
 ``lrjax plot SPEC [SPEC ...] --steps N -o out.png`` draws schedules, where SPEC
 is ``name:key=value,...`` (values are JSON: numbers, strings, lists) or the
 path of a JSON file holding a schedule config. ``lrjax list`` prints the
-schedule names. Bad input gets one line on stderr and exit status 2.
+schedule names. ``lrjax plan fit|predict|optimize`` fits loss-curve laws. Bad input gets one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 import lrjax
 from lrjax.bench import report, runner, tasks
+from lrjax.plan import _cli as plan_cli
 from lrjax.schedules._base import build_preset
 
 
@@ -302,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                   help="checkpoint path (default: OUT.checkpoint.npz)")
   mt.add_argument("--quiet", action="store_true", help="no progress bar")
   mt.set_defaults(func=_cmd_meta_train)
+  plan_cli.add_parser(sub, _positive_int, _positive_float, CLIError, _Parser)
   lst = sub.add_parser("list", help="list every name, by kind (all are accepted by compare)")
   lst.set_defaults(func=_cmd_list)
   return parser
@@ -311,7 +313,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   if not getattr(args, "command", None):
-    print("lrjax: error: a command is required: compare, meta-train, plot or list (see lrjax --help)",
+    print("lrjax: error: a command is required: compare, meta-train, plan, plot or list (see lrjax --help)",
           file=sys.stderr)
     return 2
   try:
