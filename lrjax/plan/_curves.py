@@ -124,7 +124,7 @@ def read_csv(path: str, lrs: Any = None) -> Curve:
     >>> path = os.path.join(tempfile.mkdtemp(), "run.csv")
     >>> lrjax.plan.write_csv(path, lrjax.constant(0.1), [9, 19], [2.0, 1.5])
     >>> curve = lrjax.plan.read_csv(path)
-    >>> curve.steps.tolist(), float(curve.lrs[3])
+    >>> curve.steps.tolist(), round(float(curve.lrs[3]), 6)
     ([9, 19], 0.1)
   """
   import os

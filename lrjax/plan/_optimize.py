@@ -173,12 +173,12 @@ def compare(law: Law, schedules: Mapping[str, Any], total_steps: int) -> dict[st
 
   Example:
     >>> import lrjax
-    >>> law = lrjax.plan.Law("multi_power", dict(L0=3.0, A=0.5, alpha=0.5, B=400.0, C=2.0,
-    ...                                          beta=0.6, gamma=0.6))
+    >>> law = lrjax.plan.Law("multi_power", dict(  # the source's fit of its 25M model
+    ...     L0=3.04, A=0.525, alpha=0.508, B=363.8, C=2.066, beta=0.583, gamma=0.641))
     >>> table = lrjax.plan.compare(law, {
     ...     "constant": lrjax.constant(3e-4),
-    ...     "cosine": lrjax.cosine_decay(3e-4, 2000)}, 2000)
-    >>> list(table)
+    ...     "cosine": lrjax.cosine_decay(3e-4, 24000)}, 24000)
+    >>> list(table)  # lowest predicted loss first
     ['cosine', 'constant']
   """
   if not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
