@@ -182,7 +182,8 @@ def _cmd_compare(args) -> int:
       raise CLIError(str(e)) from None
     summaries.append(summary)
     print(report.format_table(summary))
-    print(f"wrote {out}/results.json, results.csv, lr_every_step.csv, train_loss_curves.png, "
+    print(f"wrote {out}/results.json, results.csv, lr_every_step.csv, curves/*.csv, "
+          "train_loss_curves.png, "
           "loss_curves.png, metric_curves.png, lr_curves.png")
   if len(summaries) > 1:
     print()

@@ -54,6 +54,15 @@ def test_small_comparison_writes_every_output(tmp_path, capsys):
   assert rows[0].startswith("schedule,seed,step") and len(rows) == 1 + 2 * 2 * 2
   for png in ("train_loss_curves.png", "loss_curves.png", "metric_curves.png", "lr_curves.png"):
     assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+  # each run's held-out loss as an lrjax.plan curve: the loss after n updates at update n - 1
+  from lrjax import plan
+  curve = plan.read_csv(str(tmp_path / "curves" / "wsd_seed1.csv"))
+  seed1 = summary["schedules"]["wsd"]["curves"][1]
+  assert curve.steps.tolist() == [19, 39]
+  np.testing.assert_allclose(curve.losses, seed1["eval_loss"])
+  np.testing.assert_allclose(curve.lrs, seed1["lr_every_step"])
+  assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == [
+      "constant_seed0.csv", "constant_seed1.csv", "wsd_seed0.csv", "wsd_seed1.csv"]
 
 
 def test_steps_to_target():

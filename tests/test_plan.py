@@ -205,6 +205,18 @@ def test_optimize_plans_below_cosine_and_wsd():
   assert table["planned"] == pytest.approx(exact.final_loss(values), rel=2e-5)
 
 
+def test_optimize_moves_small_drops():
+  """A law on which L-BFGS alone stalled above WSD (charlm's in benchmarks/plan.py): with the
+  Adam phase the plan ends below WSD and below the L-BFGS-only plan."""
+  law = plan.Law("multi_power", dict(L0=2e-9, A=1.664, alpha=0.2883, B=74.87, C=0.9972,
+                                     beta=0.4996, gamma=0.4945))
+  total, peak, warm = 1200, 3e-3, 60
+  wsd = law.final_loss((baselines(total, peak, warm)["wsd (20% cooldown)"], total))
+  stalled = law.final_loss((plan.optimize(law, total, peak, warm, adam_steps=0), total))
+  planned = law.final_loss((plan.optimize(law, total, peak, warm), total))
+  assert planned < wsd < stalled
+
+
 def test_csv_round_trips(tmp_path):
   s = lrjax.warmup_cosine_decay(0.0, 1e-3, 10, 100)
   path = str(tmp_path / "a.csv")

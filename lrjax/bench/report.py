@@ -225,7 +225,8 @@ def format_scores(summaries: Sequence[dict], tau_max: float = 4.0) -> str:
 
 
 def write(summary: dict, out: str) -> None:
-  """Writes ``results.json``, ``results.csv``, ``lr_every_step.csv`` and the plots to ``out``."""
+  """Writes ``results.json``, ``results.csv``, ``lr_every_step.csv``, ``curves/`` and the plots
+  to ``out``."""
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(summary, f, indent=1)
@@ -244,7 +245,36 @@ def write(summary: dict, out: str) -> None:
       for seed, c in enumerate(row["curves"]):
         for k, lr in enumerate(c["lr_every_step"]):
           w.writerow([name, seed, k + 1, lr])
+  write_law_curves(summary, os.path.join(out, "curves"))
   _plots(summary, out)
+
+
+def write_law_curves(summary: dict, folder: str) -> list[str]:
+  """Each run's held-out loss as an ``lrjax.plan`` curve, ``folder/SCHEDULE_seedK.csv``.
+
+  The loss after ``n`` updates is logged at update ``n - 1`` (the law's convention: the loss
+  once update ``t`` is applied), with every update's rate in the ``# lrs:`` line. A run whose
+  rate is hidden (a transform that keeps none) or whose loss is not finite and positive is left
+  out. Returns the paths written.
+  """
+  from lrjax.plan import write_csv
+  os.makedirs(folder, exist_ok=True)
+  written = []
+  for name, row in summary["schedules"].items():
+    for seed, c in enumerate(row["curves"]):
+      lrs = np.asarray(c["lr_every_step"], dtype=np.float64)
+      losses = np.asarray(c["eval_loss"], dtype=np.float64)
+      if not (np.all(np.isfinite(lrs)) and np.all(lrs >= 0) and np.all(np.isfinite(losses))
+              and np.all(losses > 0)):
+        continue
+      safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+      path = os.path.join(folder, f"{safe}_seed{seed}.csv")
+      try:
+        write_csv(path, lrs, np.asarray(c["steps"]) - 1, losses)
+      except ValueError:  # e.g. a run logged only inside its warmup: no curve for a law
+        continue
+      written.append(path)
+  return written
 
 
 def _styles(names: Sequence[str]) -> dict[str, dict]:
