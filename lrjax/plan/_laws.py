@@ -197,6 +197,21 @@ class Law:
     params: the fitted parameters by name (:data:`PARAM_NAMES`).
     decay: the annealing law's momentum ``lambda`` (fixed, not fitted).
     resolution: bins per e-fold of distance in the loss-drop sum (``None``: every update).
+
+  Example:
+    >>> import numpy as np, lrjax
+    >>> law = lrjax.plan.Law("annealing", dict(L0=2.0, A=0.5, alpha=0.5, C=10.0))
+    >>> lrs = np.full(1000, 1e-2)
+    >>> round(float(law.predict(lrs, [999])[0]), 4)   # 2 + 0.5 * (1000 * 0.01) ** -0.5
+    2.1581
+    >>> lrjax.plan.Law.from_config(law.to_config()) == law
+    True
+
+  References:
+    Luo et al., `A Multi-Power Law for Loss Curve Prediction Across Learning Rate Schedules
+    <https://arxiv.org/abs/2503.12811>`_, ICLR 2025;
+    Tissue et al., `Scaling Law with Learning Rate Annealing
+    <https://arxiv.org/abs/2408.11029>`_, 2024.
   """
   law: str
   params: dict

@@ -30,6 +30,14 @@ def plot_fit(law: Law, curves: Any, path: Optional[str] = None,
 
   Returns:
     The matplotlib ``Axes``.
+
+  Example:
+    >>> import numpy as np, lrjax
+    >>> law = lrjax.plan.Law("annealing", dict(L0=2.0, A=0.5, alpha=0.5, C=10.0))
+    >>> lrs, steps = np.full(1000, 1e-2), np.arange(99, 1000, 100)
+    >>> ax = lrjax.plan.plot_fit(law, [(lrs, steps, law.predict(lrs, steps))])
+    >>> ax.get_ylabel()
+    'loss'
   """
   checked = as_curves("plot_fit", curves)
   preds = law.predict_curves(checked)
@@ -64,6 +72,13 @@ def plot_plan(law: Law, schedules: Mapping[str, Any], total_steps: int,
 
   Returns:
     The two matplotlib ``Axes``.
+
+  Example:
+    >>> import lrjax
+    >>> law = lrjax.plan.Law("annealing", dict(L0=2.0, A=0.5, alpha=0.5, C=10.0))
+    >>> top, bottom = lrjax.plan.plot_plan(law, {"cosine": lrjax.cosine_decay(1e-2, 500)}, 500)
+    >>> bottom.get_ylabel()
+    'predicted loss'
   """
   matplotlib, plt = _pyplot()
   if path is not None:
