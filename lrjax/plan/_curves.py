@@ -15,7 +15,7 @@ per-update rate).
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -177,7 +177,7 @@ def read_csv(path: str, lrs: Any = None) -> Curve:
   return as_curve("read_csv", Curve(lrs, steps_arr, np.asarray(losses), name))
 
 
-def write_csv(path: str, lrs: Any, steps: Sequence[int], losses: Sequence[float]) -> None:
+def write_csv(path: str, lrs: Any, steps: Any, losses: Any) -> None:
   """Writes a logged curve as ``step,lr,loss`` CSV that :func:`read_csv` reads back.
 
   Args:
