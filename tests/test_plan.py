@@ -295,6 +295,7 @@ def test_cli_fit_predict_optimize(tmp_path, capsys):
   r = run_cli(capsys, "plan", "fit", *paths, "-o", out, "--plot", str(tmp_path / "fit.png"))
   assert r.returncode == 0, r.stderr
   assert "multi_power law fitted to 2 curve(s)" in r.stdout and os.path.exists(out)
+  assert "fits these curves poorly" not in r.stdout
   assert os.path.getsize(tmp_path / "fit.png") > 10_000
   r = run_cli(capsys, "plan", "predict", out, paths[1])
   assert r.returncode == 0 and "cosine" in r.stdout
@@ -305,6 +306,11 @@ def test_cli_fit_predict_optimize(tmp_path, capsys):
   assert r.stdout.splitlines()[1].split()[0] == "planned"   # lowest first
   with open(sched_out) as f:
     assert lrjax.from_config(json.load(f))(0) == 0.0
+  noisy = str(tmp_path / "noisy.csv")
+  rng = np.random.default_rng(0)
+  plan.write_csv(noisy, lrjax.constant(1e-3), np.arange(10, 300, 10), rng.uniform(0.5, 2.0, 29))
+  r = run_cli(capsys, "plan", "fit", noisy, "-o", str(tmp_path / "noisy.json"))
+  assert r.returncode == 0 and "fits these curves poorly" in r.stdout
   for args, match in [(("plan",), "plan needs a command"),
                       (("plan", "fit", str(tmp_path / "missing.csv")), "missing.csv"),
                       (("plan", "predict", paths[0], paths[0]), "is not a law JSON file"),

@@ -16,6 +16,9 @@ from lrjax.plan._laws import LAWS, Law
 from lrjax.plan._optimize import compare, evaluate, optimize
 
 
+POOR_FIT = 0.05  # a fitted curve's mean relative error above which fit warns
+
+
 def _fail(cli_error: type, action: Callable[[], Any]) -> Any:
   try:
     return action()
@@ -69,7 +72,14 @@ def _cmd_fit(args, cli_error) -> int:
     json.dump(law.to_config(), f, indent=1)
   print(f"{args.law} law fitted to {len(curves)} curve(s): "
         + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
-  print(_table(evaluate(law, curves)))
+  rows = evaluate(law, curves)
+  print(_table(rows))
+  worst_fit = max(r["mean_rel_error"] for r in rows)
+  if worst_fit > POOR_FIT:
+    print(f"warning: the law fits these curves poorly (mean relative error up to "
+          f"{worst_fit:.1%}): do not trust its predictions or plans. The laws describe a "
+          "loss that falls as training goes on (a training loss, logged past the early "
+          "transient), not a held-out loss that overfits or jumps.")
   print(f"wrote {args.output}")
   if args.plot:
     from lrjax.plotting import close
