@@ -31,7 +31,7 @@ def batch(key, teacher, size=64):
 
 
 def loss_fn(params, x, y):
-  h = jax.nn.gelu(x @ params["w1"] + params["b1"])
+  h = jax.nn.gelu(x @ params["w1"] + params["b1"][None, :])
   return jnp.mean((h @ params["w2"] - y) ** 2)
 
 
