@@ -9,9 +9,9 @@ import numpy as np
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from lrjax.plan._curves import Curve, as_curves
+from lrjax.plan._lbfgs import minimise
 from lrjax.plan._laws import (DEFAULT_DECAY, DEFAULT_RESOLUTION, LAWS, PARAM_NAMES, Law, Terms,
                               predict_jit, predict_terms, terms, x64)
 
@@ -46,24 +46,9 @@ def _minimise(z0: jax.Array, t: Terms, delta: Any, prior: jax.Array, prior_weigh
   """L-BFGS (Optax, zoom line search) from each row of ``z0`` (``vmap``); stops on ``tol``."""
   fun = functools.partial(objective, law=law, t=t, delta=delta, prior=prior,
                           prior_weight=prior_weight)
-  opt = optax.lbfgs()
-  value_and_grad = optax.value_and_grad_from_state(fun)
 
   def one(z):
-    def cond(carry):
-      _, _, it, before, after = carry
-      return (it < max_iters) & ((it < 2) | (before - after > tol * jnp.abs(after) + 1e-14))
-
-    def body(carry):
-      z, state, it, _, after = carry
-      value, grad = value_and_grad(z, state=state)
-      updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=fun)
-      z = optax.apply_updates(z, updates)
-      return z, state, it + 1, after, optax.tree_utils.tree_get(state, "value")
-
-    init = (z, opt.init(z), jnp.asarray(0), jnp.asarray(jnp.inf, z.dtype),
-            jnp.asarray(jnp.inf, z.dtype))
-    z, _, it, _, _ = jax.lax.while_loop(cond, body, init)
+    z, it = minimise(fun, z, max_iters, tol, atol=1e-14)
     return z, fun(z), it
 
   return jax.vmap(one)(z0)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from lrjax.plan._curves import as_curves
+from lrjax.plan._lbfgs import minimise
 from lrjax.plan._laws import Law, lrs_array, metrics, saturation, x64
 
 
@@ -73,22 +74,7 @@ def _plan(z0, params, knot_steps, peak, init_value, warmup, decay, tol, *, law: 
     return (optax.apply_updates(z, updates), state), None
 
   (z0, _), _ = jax.lax.scan(adam_step, (z0, adam.init(z0)), None, length=adam_steps)
-  opt = optax.lbfgs()
-  value_and_grad = optax.value_and_grad_from_state(fun)
-
-  def cond(carry):
-    _, _, it, before, after = carry
-    return (it < max_iters) & ((it < 2) | (before - after > tol * jnp.abs(after) + 1e-30))
-
-  def body(carry):
-    z, state, it, _, after = carry
-    value, grad = value_and_grad(z, state=state)
-    updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=fun)
-    z = optax.apply_updates(z, updates)
-    return z, state, it + 1, after, optax.tree_utils.tree_get(state, "value")
-
-  inf = jnp.asarray(jnp.inf, z0.dtype)
-  z, _, _, _, _ = jax.lax.while_loop(cond, body, (z0, opt.init(z0), jnp.asarray(0), inf, inf))
+  z, _ = minimise(fun, z0, max_iters, tol, atol=1e-30)
   return _knot_values(z, peak), fun(z)
 
 
