@@ -3,7 +3,8 @@
 ``lrjax plot SPEC [SPEC ...] --steps N -o out.png`` draws schedules, where SPEC
 is ``name:key=value,...`` (values are JSON: numbers, strings, lists) or the
 path of a JSON file holding a schedule config. ``lrjax list`` prints the
-schedule names. ``lrjax plan fit|predict|optimize`` fits loss-curve laws. Bad input gets one line on stderr and exit status 2.
+schedule names. ``lrjax plan fit|predict|optimize`` fits loss-curve laws.
+Bad input gets one line on stderr and exit status 2.
 """
 
 from __future__ import annotations

@@ -254,24 +254,19 @@ def write_law_curves(summary: dict, folder: str) -> list[str]:
 
   The loss after ``n`` updates is logged at update ``n - 1`` (the law's convention: the loss
   once update ``t`` is applied), with every update's rate in the ``# lrs:`` line. A run whose
-  rate is hidden (a transform that keeps none) or whose loss is not finite and positive is left
-  out. Returns the paths written.
+  rate is hidden (a transform that keeps none), whose loss is not finite and positive, or that
+  ends inside its warmup is left out (``write_csv`` refuses it). Returns the paths written.
   """
   from lrjax.plan import write_csv
   os.makedirs(folder, exist_ok=True)
   written = []
   for name, row in summary["schedules"].items():
     for seed, c in enumerate(row["curves"]):
-      lrs = np.asarray(c["lr_every_step"], dtype=np.float64)
-      losses = np.asarray(c["eval_loss"], dtype=np.float64)
-      if not (np.all(np.isfinite(lrs)) and np.all(lrs >= 0) and np.all(np.isfinite(losses))
-              and np.all(losses > 0)):
-        continue
       safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
       path = os.path.join(folder, f"{safe}_seed{seed}.csv")
       try:
-        write_csv(path, lrs, np.asarray(c["steps"]) - 1, losses)
-      except ValueError:  # e.g. a run logged only inside its warmup: no curve for a law
+        write_csv(path, c["lr_every_step"], np.asarray(c["steps"]) - 1, c["eval_loss"])
+      except ValueError:  # a hidden (NaN) rate, a diverged loss: no curve for a law
         continue
       written.append(path)
   return written
