@@ -80,7 +80,7 @@ def autoencoder_task() -> tasks.Task:
   nn = tasks.needs("flax.linen")
   datasets = tasks.needs("sklearn.datasets")
   x = (datasets.load_digits().data / 16.0).astype(np.float32)
-  train_idx, test_idx = tasks._split(len(x), 0.8)
+  train_idx, _, test_idx = tasks.split(len(x))
   xtr, xte = jnp.asarray(x[train_idx]), jnp.asarray(x[test_idx])
 
   class AE(nn.Module):
@@ -110,7 +110,7 @@ def deep_mlp_task() -> tasks.Task:
   datasets = tasks.needs("sklearn.datasets")
   data = datasets.load_breast_cancer()
   x, y = data.data.astype(np.float32), data.target.astype(np.int32)
-  train_idx, _ = tasks._split(len(x), 0.8)
+  train_idx, _, _ = tasks.split(len(x))
   x = (x - x[train_idx].mean(0)) / x[train_idx].std(0)
 
   class MLP(nn.Module):
@@ -120,7 +120,8 @@ def deep_mlp_task() -> tasks.Task:
         x = nn.relu(nn.Dense(64)(x))
       return nn.Dense(2)(x)
 
-  task = tasks._classification_task("deep_mlp", x, y, MLP(), 2, batch=32, target=0.95)
+  task = tasks.classification_task("deep_mlp", x, y, MLP(), batch=32, target=0.95,
+                                     metric="accuracy")
   return task
 
 

@@ -148,22 +148,37 @@ def _cmd_plot(args) -> int:
   return 0
 
 
+def _peak_list(text: str) -> list[float]:
+  try:
+    peaks = [float(p) for p in text.split(",") if p.strip()]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be numbers separated by commas, got {text!r}") \
+        from None
+  if not peaks or not all(math.isfinite(p) and p > 0 for p in peaks):
+    raise argparse.ArgumentTypeError(f"must be finite numbers > 0, got {text!r}")
+  if len(set(peaks)) != len(peaks):
+    raise argparse.ArgumentTypeError(f"names a peak twice: {text!r}")
+  return sorted(peaks)
+
+
 def _cmd_compare(args) -> int:
   task_names = [t.strip() for t in args.task.split(",") if t.strip()]
-  unknown_tasks = [t for t in task_names if t not in tasks.TASKS]
+  unknown_tasks = [t for t in task_names if t not in tasks.TASKS and ":" not in t]
   if unknown_tasks or not task_names:
     raise CLIError(f"unknown task {', '.join(map(repr, unknown_tasks)) or '(none given)'}; "
-                   f"known: {', '.join(tasks.TASKS)}")
+                   f"known: {', '.join(tasks.TASKS)}, or module:function for your own")
   if len(set(task_names)) != len(task_names):
     raise CLIError(f"--task names a task twice: {args.task!r}")
+  if args.peaks is not None and args.tune is not None:
+    raise CLIError("give --peaks or --tune, not both")
+  peaks = (args.peaks if args.peaks is not None
+           else runner.tune_grid(args.peak_lr, args.tune) if args.tune is not None
+           else [args.peak_lr])
   names = [n.strip() for n in args.schedules.split(",") if n.strip()]
-  known = runner.optimizers(args.steps, args.peak_lr)
-  unknown = [n for n in names if n not in known]
-  if unknown or not names:
-    raise CLIError(f"unknown schedule {', '.join(map(repr, unknown)) or '(none given)'}; "
-                   f"known: {', '.join(sorted(known))}")
-  if len(set(names)) != len(names):
-    raise CLIError(f"--schedules names a schedule twice: {args.schedules!r}")
+  try:
+    runner.check_schedules(names)
+  except ValueError as e:
+    raise CLIError(f"--schedules: {e}") from None
   try:
     os.makedirs(args.out, exist_ok=True)
     probe = os.path.join(args.out, ".lrjax-write-test")
@@ -174,18 +189,19 @@ def _cmd_compare(args) -> int:
     raise CLIError(f"cannot write to --out {args.out!r}: {e.strerror}") from None
   summaries = []
   for task_name in task_names:
-    out = args.out if len(task_names) == 1 else os.path.join(args.out, task_name)
+    folder = task_name.replace(":", "_").replace(".", "_")
+    out = args.out if len(task_names) == 1 else os.path.join(args.out, folder)
     try:
-      summary = runner.run(task_name, names, args.steps, args.seeds, args.peak_lr, out,
+      summary = runner.run(task_name, names, args.steps, args.seeds, peaks, out,
                            args.eval_every, progress=not args.quiet, signal=args.signal,
                            rank_by=args.rank_by)
-    except (ImportError, ValueError) as e:
+    except (ImportError, ValueError, MemoryError) as e:
       raise CLIError(str(e)) from None
     summaries.append(summary)
     print(report.format_table(summary))
     print(f"wrote {out}/results.json, results.csv, lr_every_step.csv, curves/*.csv, "
-          "train_loss_curves.png, "
-          "loss_curves.png, metric_curves.png, lr_curves.png")
+          "train_loss_curves.png, loss_curves.png, metric_curves.png, lr_curves.png"
+          + (", peak_sensitivity.png" if len(peaks) > 1 else ""))
   if len(summaries) > 1:
     print()
     print(report.format_scores(summaries))
@@ -255,11 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
   cmp = sub.add_parser(
       "compare", help="train a task under many schedules and compare them",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-      description="Train a task once per schedule and seed with AdamW, and report which "
-      "schedule trains fastest.")
+      description="Train a task under every schedule with AdamW (every seed and peak of a "
+      "schedule in one compiled program), and report which schedule trains fastest.")
   cmp.add_argument("--task", default="digits",
-                   help=f"one of {', '.join(tasks.TASKS)}, or several separated by commas "
-                   "(each in its own folder under --out, then an AlgoPerf-style score)")
+                   help=f"one of {', '.join(tasks.TASKS)}, or module:function (your own: a "
+                   "function returning an lrjax.bench.Task, imported from the current folder "
+                   "or the installed packages), or several separated by commas (each in its "
+                   "own folder under --out, then an AlgoPerf-style score)")
   cmp.add_argument("--schedules", default=",".join(runner.DEFAULT_SCHEDULES),
                    help="comma-separated names, any of: "
                    + ", ".join(sorted(runner.optimizers(100, 1e-3))))
@@ -267,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
   cmp.add_argument("--seeds", type=_positive_int, default=3, help="runs per schedule")
   cmp.add_argument("--peak-lr", type=_positive_float, default=3e-2,
                    help="the peak (or starting) learning rate every schedule is built with")
+  cmp.add_argument("--peaks", type=_peak_list, default=None,
+                   help="several peak learning rates, e.g. 1e-3,3e-3,1e-2: every schedule runs "
+                   "at every peak (one compiled program each) and is reported at its best on "
+                   "the validation split; draws peak_sensitivity.png")
+  cmp.add_argument("--tune", type=_positive_int, default=None, metavar="N",
+                   help="--peaks as N log-spaced values from --peak-lr/10 to --peak-lr*10")
   cmp.add_argument("--eval-every", type=_positive_int, default=25,
                    help="updates between held-out evaluations")
   cmp.add_argument("--out", default="lrjax-compare", help="output folder")

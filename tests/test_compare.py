@@ -77,7 +77,7 @@ def test_steps_to_target():
 @pytest.mark.parametrize("args,message", [
     (["--task", "mnist"], "unknown task 'mnist'"),
     (["--task", "digits,digits"], "--task names a task twice"),
-    (["--schedules", "wsd,wsd"], "--schedules names a schedule twice"),
+    (["--schedules", "wsd,wsd"], "--schedules: names a schedule twice: wsd"),
     (["--bogus"], "lrjax: error: unrecognized arguments: --bogus"),
     (["--schedules", "cosine"], "unknown schedule 'cosine'"),
     (["--steps", "0"], "must be a positive integer"),
@@ -216,3 +216,168 @@ def test_a_wide_spread_that_ranks_above_a_better_mean_is_explained():
   assert ranks == {"best": 1, "noisy": 1, "steady": 2}  # noisy: mean 0.897 < steady's 0.930
   table = report.format_table(_summary(rows))
   assert "noisy: a better rank on a worse mean than a row below" in table
+
+
+# --- one compiled program per schedule; every peak; your own task -------------------------
+
+MY_TASK = '''
+import jax, jax.numpy as jnp
+from lrjax.bench import Task
+
+def make_task(validate=True):
+  x = jax.random.normal(jax.random.PRNGKey(0), (160, 4))
+  y = x @ jnp.arange(1.0, 5.0) + 0.1 * jax.random.normal(jax.random.PRNGKey(1), (160,))
+  mse = lambda w, xs, ys: jnp.mean((xs @ w - ys) ** 2)
+  def sample(key):
+    i = jax.random.randint(key, (16,), 0, 128)
+    return x[i], y[i]
+  return Task("linear", "test MSE", False, None, init=lambda key: jnp.zeros(4),
+              loss_fn=lambda w, b: mse(w, *b),
+              evaluate=lambda w: {"loss": mse(w, x[144:], y[144:]),
+                                  "metric": mse(w, x[144:], y[144:])},
+              sample=sample,
+              validate=(lambda w: {"loss": mse(w, x[128:144], y[128:144])}) if validate
+              else None)
+
+def no_validation():
+  return make_task(validate=False)
+
+not_a_task = 3
+'''
+
+
+@pytest.fixture
+def my_module(tmp_path, monkeypatch):
+  """``my_lrjax_task.py`` in the current folder, as a user writes it."""
+  (tmp_path / "my_lrjax_task.py").write_text(MY_TASK)
+  monkeypatch.chdir(tmp_path)
+  yield "my_lrjax_task"
+  import sys
+  sys.modules.pop("my_lrjax_task", None)
+
+
+def test_the_population_program_trains_as_the_host_loop_does():
+  """Every seed and peak in one program gives each run's numbers of ``unroll.train``: the same
+  batches, keys and evaluation points (decisions on the held-out loss included)."""
+  import dataclasses
+  from lrjax.bench import tasks, unroll
+  task = dataclasses.replace(tasks.get_task("regression"), validate=None)
+  for name, signal in (("reduce_on_plateau", "val"), ("wsd", "train")):
+    build = runner.builders(50, signal=signal, evaluations=3)[name]
+    peaks, seeds = runner._members([1e-2, 3e-2], 2, 1)
+    out = unroll.population(task, build, 50, 20, observe_eval_loss=signal == "val")(
+        peaks, seeds)
+    for m in range(4):
+      want = unroll.train(task, build(float(peaks[m])), 50, int(seeds[m]), 20,
+                          observe_eval_loss=signal == "val")
+      assert want.steps.tolist() == [20, 40, 50]
+      for got, ref in ((out.train_loss, want.train_loss), (out.eval_loss, want.eval_loss),
+                       (out.metric, want.metric), (out.lr, want.lr_every_step),
+                       (out.initial_eval_loss, want.initial_eval_loss)):
+        np.testing.assert_allclose(np.asarray(got[m]), ref, rtol=2e-5, err_msg=name)
+    assert np.all(np.isnan(np.asarray(out.val_loss)))  # a task without validate
+
+
+def test_one_compiled_program_per_schedule_whatever_the_seeds_and_peaks(tmp_path):
+  from lrjax.bench import compare
+  result = compare("regression", ["constant", "wsd", "learned"], peaks=[1e-3, 1e-2],
+                   seeds=2, steps=30, eval_every=10, out=str(tmp_path))
+  programs = result.summary["programs"]
+  assert programs["schedules"] == 3 and programs["compiled"] == 3
+  assert "3 compiled program(s) for 3 schedule(s)" in result.table()
+  assert (tmp_path / "peak_sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_each_schedule_is_reported_at_its_best_validation_peak():
+  from lrjax.bench import compare
+  peaks = [1e-3, 1e-2, 1e-1]
+  result = compare("regression", ["constant", "learned"], peaks=peaks, seeds=2, steps=40,
+                   eval_every=20)
+  s = result.summary
+  runs = s["by_peak"]["constant"]
+  assert [r["peak"] for r in runs] == peaks
+  best = int(np.argmin([np.mean(r["val_finals"]) for r in runs]))
+  row = s["schedules"]["constant"]
+  assert row["peak"] == peaks[best]
+  assert row["finals"] == runs[best]["finals"]  # the test split, at the chosen peak
+  assert row["train_finals"] == runs[best]["train_finals"]
+  # the validation and test splits differ
+  assert row["val_finals"] != [c["eval_loss"][-1] for c in row["curves"]]
+  # the learned controller takes no peak: one run per seed, no peak in the table
+  assert len(s["by_peak"]["learned"]) == 1 and s["schedules"]["learned"]["peak"] is None
+  assert "| — (own rate) |" in result.table()
+
+
+def test_best_peak_never_picks_a_diverged_peak():
+  nan = float("nan")
+  rows = [{"val_finals": [0.5, 0.6], "diverged_seeds": 0},
+          {"val_finals": [0.1, 0.2], "diverged_seeds": 1},   # lower, but a seed diverged
+          {"val_finals": [0.4, nan], "diverged_seeds": 0},   # a NaN validation loss
+          {"val_finals": [0.45, 0.5], "diverged_seeds": 0}]
+  assert runner.best_peak(rows) == 3
+  assert runner.best_peak([dict(r, diverged_seeds=1) for r in rows]) == 0
+
+
+def test_your_own_task_through_the_cli(my_module, tmp_path, capsys):
+  result = run_cli(capsys, "compare", "--task", f"{my_module}:make_task", "--schedules",
+                   "constant,wsd", "--peaks", "0.1,0.01", "--seeds", "2", "--steps", "30",
+                   "--eval-every", "10", "--out", str(tmp_path / "out"), "--quiet")
+  assert result.returncode == 0, result.stderr
+  assert "task linear: test MSE after 30 steps, 2 seed(s), each schedule at its best of 2 " \
+      "peak lrs (0.01, 0.1) by final validation loss; no target" in result.stdout
+  assert "| rank | schedule | peak |" in result.stdout
+  summary = json.loads((tmp_path / "out" / "results.json").read_text())
+  assert summary["peaks"] == [0.01, 0.1] and summary["target"] is None
+  assert summary["schedules"]["wsd"]["steps_to_target"] == [None, None]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task", "no_such_module_xyz:f"], "cannot import 'no_such_module_xyz'"),
+    (["--task", "my_lrjax_task:missing"], "module 'my_lrjax_task' has no 'missing'"),
+    (["--task", "my_lrjax_task:not_a_task"], "not_a_task gave a int, not an lrjax.bench.Task"),
+    (["--task", "my_lrjax_task:no_validation", "--peaks", "0.1,0.2"],
+     "task 'linear' has no validation split"),
+    (["--peaks", "0.1,-1"], "argument --peaks: must be finite numbers > 0"),
+    (["--peaks", "0.1,x"], "argument --peaks: must be numbers separated by commas"),
+    (["--peaks", "0.1,0.1"], "argument --peaks: names a peak twice"),
+    (["--peaks", "0.1,0.2", "--tune", "3"], "give --peaks or --tune, not both"),
+    (["--tune", "0"], "argument --tune: must be a positive integer"),
+])
+def test_bad_task_and_peak_arguments_are_one_line(my_module, args, message, capsys):
+  result = run_cli(capsys, "compare", "--quiet", "--steps", "10", "--seeds", "1",
+                   "--schedules", "constant", "--eval-every", "5", *args)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert message in result.stderr
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(peaks=[0.0]), "peaks must be finite numbers > 0"),
+    (dict(peaks=[]), "peaks must be finite numbers > 0"),
+    (dict(peaks=[1e-2, 1e-2]), "names a peak twice"),
+    (dict(seeds=0), "seeds must be a positive integer"),
+    (dict(steps=2.5), "steps must be a positive integer"),
+    (dict(signal="loss"), "signal must be one of"),
+    (dict(rank_by="speed"), "rank_by must be one of"),
+    (dict(schedules=["cosine"]), "unknown schedule 'cosine'"),
+])
+def test_compare_refuses_bad_arguments(kwargs, message):
+  from lrjax.bench import compare
+  with pytest.raises(ValueError, match=message):
+    compare("regression", **{"schedules": ["constant"], **kwargs})
+
+
+def test_a_population_too_big_for_memory_is_split_then_refused(monkeypatch):
+  """While the program needs more than the free memory the batch of runs side by side is
+  halved (and compiled again); one run that does not fit is a clear MemoryError."""
+  from lrjax.bench import tasks
+  task = tasks.get_task("regression")
+  build = runner.builders(5)["constant"]
+  needs = iter([4000, 2000, 50])  # bytes needed by the batch-4, -2, -1 programs
+  monkeypatch.setattr(runner, "_memory_needed", lambda compiled: next(needs))
+  monkeypatch.setattr(runner, "_memory_available", lambda: 100)
+  compiled, (peaks, seeds), batch = runner.compile_population(task, build, [1e-2], 4, 5, 5,
+                                                              batch_size=4)
+  assert batch == 1 and peaks.shape == (4,) and seeds.tolist() == [0, 1, 2, 3]
+  monkeypatch.setattr(runner, "_memory_needed", lambda compiled: 10 * 2**30)
+  with pytest.raises(MemoryError, match="one run of task 'regression' needs 10.00 GiB"):
+    runner.compile_population(task, build, [1e-2], 2, 5, 5, batch_size=1)

@@ -17,6 +17,7 @@ schedule's performance profile of steps-to-target ratios over ``τ ∈ [1, 4]``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -105,19 +106,27 @@ def format_table(summary: dict) -> str:
   winner = best(rows, higher, field)
   means = {n: float(np.mean(rows[n][field])) for n in rows}
   order = _order(rows, ranks, means, higher)
+  peaks = summary.get("peaks") or [summary["peak_lr"]]
+  tuned = len(peaks) > 1
+  at = (f"each schedule at its best of {len(peaks)} peak lrs "
+        f"({', '.join(f'{p:g}' for p in peaks)}) by final validation loss" if tuned
+        else f"peak lr {peaks[0]:g}")
+  target = "no target" if summary["target"] is None else f"target {summary['target']:g}"
+  timed = all("compile_s" in rows[n] for n in rows)
   lines = [f"task {summary['task']}: {summary['metric']} after {summary['steps']} steps, "
-           f"{summary['seeds']} seed(s), peak lr {summary['peak_lr']:g}; target "
-           f"{summary['target']:g}"
+           f"{summary['seeds']} seed(s), {at}; {target}"
            + ("; adaptive schedules decide on the held-out loss"
               if summary.get("signal") == "val" else ""),
-           f"| rank | schedule | final training loss (mean ± std) | final {summary['metric']} "
-           "(mean ± std) | steps to target | wall s |",
-           "|---:|---|---:|---:|---:|---:|"]
+           "| rank | schedule | " + ("peak | " if tuned else "")
+           + f"final training loss (mean ± std) | final {summary['metric']} "
+           "(mean ± std) | steps to target | " + ("s (compile + run) |" if timed
+                                                   else "wall s |"),
+           "|---:|---|" + ("---:|" if tuned else "") + "---:|---:|---:|---:|"]
   for name in order:
     row = rows[name]
     hits = [h for h in row["steps_to_target"] if h is not None]
     reached = (f"{np.mean(hits):.0f} ({len(hits)}/{len(row['steps_to_target'])})"
-               if hits else "not reached")
+               if hits else "not reached" if summary["target"] is not None else "—")
     if ranks[name] is None:
       name_cell = f"{name} (diverged in {row['diverged_seeds']}/{len(row['finals'])} seeds)"
       place = "—"
@@ -125,9 +134,13 @@ def format_table(summary: dict) -> str:
       name_cell = name + (" (best)" if name == winner else "")
       place = str(ranks[name])
     train = np.asarray(row["train_finals"], float)
-    lines.append(f"| {place} | {name_cell} | {train.mean():.4g} ± {train.std():.2g} | "
+    peak = ("— (own rate) | " if row.get("peak") is None else f"{row['peak']:.3g} | ") \
+        if tuned else ""
+    wall = (f"{row['compile_s']:.1f} + {row['run_s']:.1f}" if timed
+            else f"{row['wall_time_mean']:.1f}")
+    lines.append(f"| {place} | {name_cell} | {peak}{train.mean():.4g} ± {train.std():.2g} | "
                  f"{row['final_metric_mean']:.4f} ± {row['final_metric_std']:.4f} | {reached} | "
-                 f"{row['wall_time_mean']:.1f} |")
+                 f"{wall} |")
   if summary["seeds"] < 2:
     lines.append(f"Ranked by the {label}. One seed: no noise estimate, so the ranks order the "
                  "values only; run --seeds 3 or more before trusting a difference.")
@@ -154,6 +167,16 @@ def format_table(summary: dict) -> str:
   if summary.get("not_in_lr_plot"):
     lines.append("Not in the LR plot (the optimizer state hides its rate): "
                  + ", ".join(summary["not_in_lr_plot"]) + ".")
+  if tuned:
+    lines.append("The peak is chosen on the validation split; the columns report the test "
+                 "split and the training loss at that peak. peak_sensitivity.png shows every "
+                 "peak.")
+  programs = summary.get("programs")
+  if programs:
+    lines.append(f"{programs['compiled']} compiled program(s) for {programs['schedules']} "
+                 f"schedule(s) (every seed{' and peak' if tuned else ''} of a schedule in one "
+                 f"program): compiling {programs['compile_s']:.0f} s, running "
+                 f"{programs['run_s']:.0f} s.")
   return "\n".join(lines)
 
 
@@ -222,6 +245,35 @@ def format_scores(summaries: Sequence[dict], tau_max: float = 4.0) -> str:
              for t in steps]
     lines.append(f"| {name} | {scores[name]:.3f} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """What ``lrjax.bench.compare`` found: the summary ``lrjax compare`` prints and writes.
+
+  ``summary`` is the JSON-ready dict of ``results.json``: per schedule (``summary
+  ["schedules"][name]``) its chosen ``peak``, each seed's final training loss
+  (``train_finals``), test metric (``finals``) and validation loss (``val_finals``),
+  ``diverged_seeds``, ``steps_to_target``, ``curves``; every peak's finals in
+  ``summary["by_peak"]``; the program count and times in ``summary["programs"]``.
+  """
+  summary: dict
+
+  def table(self) -> str:
+    """The ranked Markdown table (``format_table``)."""
+    return format_table(self.summary)
+
+  def ranks(self) -> dict[str, Optional[int]]:
+    """``{schedule: rank}`` by the table's criterion; ``None`` for a diverged schedule."""
+    field, higher, _ = criterion(self.summary)
+    return rank(self.summary["schedules"], higher, field)
+
+  def write(self, out: str) -> None:
+    """Writes ``results.json``, the CSVs, ``curves/`` and the plots to folder ``out``."""
+    write(self.summary, out)
+
+  def __str__(self) -> str:
+    return self.table()
 
 
 def write(summary: dict, out: str) -> None:
@@ -300,12 +352,14 @@ def _plots(summary: dict, out: str) -> None:
       if seeds > 1:
         bands[label] = (steps, np.min(values, axis=0), np.max(values, axis=0))
     hlines = ([(f"target {summary['target']:g}", summary["target"], {"color": "black"})]
-              if key == "metric" else [])
+              if key == "metric" and summary["target"] is not None else [])
     ax = line_plot(lines, xlabel="step", ylabel=ylabel, log_y=log, bands=bands, hlines=hlines,
                    styles=styles,
                    title=f"{summary['task']}: {ylabel.split(' (')[0]}, {band_note}", ncol=2,
                    path=os.path.join(out, fname))
     close(ax)
+  if len(summary.get("peaks") or []) > 1:
+    _peak_plot(summary, out, style)
   lines = {}
   for name, row in rows.items():
     values = np.array([c["lr_every_step"] for c in row["curves"]], dtype=float)
@@ -319,4 +373,35 @@ def _plots(summary: dict, out: str) -> None:
                  note=("not drawn (the state hides its rate): "
                        + ", ".join(summary["not_in_lr_plot"])
                        if summary.get("not_in_lr_plot") else None))
+  close(ax)
+
+
+def _peak_plot(summary: dict, out: str, style: Mapping[str, dict]) -> None:
+  """``peak_sensitivity.png``: each schedule's final validation loss against its peak."""
+  from lrjax.plotting import close, line_plot
+  peaks = np.asarray(summary["peaks"], float)
+  lines, bands, styles = {}, {}, {}
+  gaps = any(r["diverged_seeds"] for runs in summary["by_peak"].values() for r in runs)
+  for name, runs in summary["by_peak"].items():
+    val = np.array([r["val_finals"] for r in runs], float)  # (peaks, seeds)
+    val[[bool(r["diverged_seeds"]) for r in runs]] = np.nan  # a diverged peak: a gap
+    if runs[0]["peak"] is None:  # its own rate: the same runs at every peak
+      label, x, val = f"{name} (own rate)", peaks[[0, -1]], np.repeat(val, 2, axis=0)
+    else:
+      label, x = name, np.array([r["peak"] for r in runs], float)
+    chosen = summary["schedules"][name].get("peak")
+    if chosen is not None:
+      label += f" (best {chosen:.3g})"
+    lines[label] = (x, val.mean(axis=1))
+    bands[label] = (x, val.min(axis=1), val.max(axis=1))
+    styles[label] = {**style[name], "marker": "o", "markersize": 3}
+  seeds = summary["seeds"]
+  ax = line_plot(lines, xlabel="peak learning rate", ylabel="final validation loss",
+                 log_x=True, log_y=True, bands=bands if seeds > 1 else None, styles=styles,
+                 ncol=2, title=f"{summary['task']}: final validation loss against the peak, "
+                               + (f"mean of {seeds} seeds, band: their range" if seeds > 1
+                                  else "one seed"),
+                 note=("a gap: the runs at that peak diverged (NaN, inf, or worse than at "
+                       "initialisation)" if gaps else None),
+                 path=os.path.join(out, "peak_sensitivity.png"))
   close(ax)

@@ -14,11 +14,16 @@ baselines keep deciding on the training loss (see ``lrjax.observe`` for why).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import importlib
+import math
+import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence, Union
 
+import jax
 import numpy as np
 import optax
 
@@ -41,7 +46,7 @@ def val_settings(name: str, evaluations: int) -> dict:
           "window_decay": dict(window=max(evaluations // 4, 3))}.get(name, {})
 
 
-def _schedule(name: str, steps: int, peak: float, signal: str, evaluations: int):
+def _schedule(name: str, steps: int, peak: Any, signal: str, evaluations: int):
   schedule = build_preset(name, steps, peak)
   if signal == "val" and isinstance(schedule, StatefulSchedule):
     schedule = build_preset(name, steps, peak, signal="observe",
@@ -51,41 +56,72 @@ def _schedule(name: str, steps: int, peak: float, signal: str, evaluations: int)
 DEFAULT_SCHEDULES = ("constant", "cosine_decay", "warmup_cosine_decay", "wsd", "one_cycle",
                      "reduce_on_plateau", "greedy", "learned", "optax.contrib.schedule_free_adamw")
 
+# Methods that choose their own rate and take no peak: one run per seed, whatever the peaks.
+PEAK_FREE = frozenset({"learned", "optax.contrib.prodigy"})
 
-def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str = "train",
-               evaluations: int = 10) -> dict:
-  """Name -> a zero-argument builder of the optax transformation to train with.
 
-  ``signal="val"``: the stateful schedules decide on held-out evaluations
-  (``evaluations`` of them in the run) fed by ``lrjax.observe``.
+def builders(steps: int, weight_decay: float = 1e-4, signal: str = "train",
+             evaluations: int = 10) -> dict[str, Callable[[Any], optax.GradientTransformation]]:
+  """Name -> ``build(peak)``: the optax transformation to train with at peak rate ``peak``.
+
+  ``peak`` may be a traced scalar: ``lrjax.bench.unroll.population`` builds every run of a
+  grid of peaks inside one compiled program. For a stateful method the peak is its starting
+  rate; the ``PEAK_FREE`` methods ignore it. ``signal="val"``: the stateful schedules decide on
+  held-out evaluations (``evaluations`` of them in the run) fed by ``lrjax.observe``.
   """
   adamw = lambda lr: optax.adamw(lr, weight_decay=weight_decay)  # noqa: E731
   inject = lambda sched: optax.inject_hyperparams(optax.adamw)(  # noqa: E731
       learning_rate=sched, weight_decay=weight_decay)
-  def preset(name: str) -> optax.GradientTransformation:
+
+  def preset(name: str, peak: Any) -> optax.GradientTransformation:
     return inject(_schedule(name, steps, peak, signal, evaluations))
 
-  table: dict[str, Callable[[], optax.GradientTransformation]] = {
+  table: dict[str, Callable[[Any], optax.GradientTransformation]] = {
       name: functools.partial(preset, name) for name in preset_names()}
   window = max(steps // 20, 5)
   probe = max(steps // 50, 3)
+  warmup = max(steps // 10, 1)
+  # Optax checks its peak with a Python comparison, so a traced peak scales a unit schedule.
+  unit_cosine = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, steps)
   table.update({
-      "window_search": lambda: window_search(
+      "window_search": lambda peak: window_search(
           adamw, peak, window=max(steps // 4, 3 * probe + 1), probe_steps=probe),
-      "hypergradient": lambda: hypergradient(adamw, init_value=peak, hyper_lr=1e-7),
-      # Untuned, as a user runs it: the shipped weights over their own estimate of the rate
-      # (the peak is not used).
-      "learned": lambda: learned_controller(adamw, total_steps=steps),
-      "optax.warmup_cosine_decay_schedule": lambda: inject(
-          optax.warmup_cosine_decay_schedule(0.0, peak, max(steps // 10, 1), steps)),
-      "optax.contrib.reduce_on_plateau": lambda: optax.chain(
+      "hypergradient": lambda peak: hypergradient(adamw, init_value=peak, hyper_lr=1e-7),
+      # Untuned, as a user runs it: the shipped weights over their own estimate of the rate.
+      "learned": lambda peak: learned_controller(adamw, total_steps=steps),
+      "optax.warmup_cosine_decay_schedule": lambda peak: inject(
+          lambda count: peak * unit_cosine(count)),
+      "optax.contrib.reduce_on_plateau": lambda peak: optax.chain(
           adamw(peak), optax.contrib.reduce_on_plateau(factor=0.5, patience=2,
                                                        accumulation_size=window)),
-      "optax.contrib.schedule_free_adamw": lambda: optax.contrib.schedule_free_adamw(
-          peak, warmup_steps=max(steps // 10, 1), weight_decay=weight_decay),
-      "optax.contrib.prodigy": lambda: optax.contrib.prodigy(1.0, weight_decay=weight_decay),
+      "optax.contrib.schedule_free_adamw": lambda peak: optax.contrib.schedule_free_adamw(
+          peak, warmup_steps=warmup, weight_decay=weight_decay),
+      "optax.contrib.prodigy": lambda peak: optax.contrib.prodigy(1.0,
+                                                                  weight_decay=weight_decay),
   })
   return table
+
+
+def check_schedules(names: Sequence[str]) -> None:
+  """A ``ValueError`` unless ``names`` are known (``builders``), distinct and not empty."""
+  known = builders(100)
+  unknown = [n for n in names if n not in known]
+  if unknown or not names:
+    raise ValueError(f"unknown schedule {', '.join(map(repr, unknown)) or '(none given)'}; "
+                     f"known: {', '.join(sorted(known))}")
+  twice = sorted({n for n in names if list(names).count(n) > 1})
+  if twice:
+    raise ValueError(f"names a schedule twice: {', '.join(twice)}")
+
+
+def optimizers(steps: int, peak: float, weight_decay: float = 1e-4, signal: str = "train",
+               evaluations: int = 10) -> dict:
+  """Name -> a zero-argument builder of the optax transformation to train with at ``peak``.
+
+  ``builders`` with the peak given; see there.
+  """
+  return {name: functools.partial(build, peak)
+          for name, build in builders(steps, weight_decay, signal, evaluations).items()}
 
 
 class Progress:
@@ -133,12 +169,6 @@ class Progress:
       self.stream.flush()
 
 
-def steps_to_target(result, target: float, higher_is_better: bool):
-  """The first evaluated step whose metric reaches ``target``, or None."""
-  hit = result.metric >= target if higher_is_better else result.metric <= target
-  return int(result.steps[np.argmax(hit)]) if hit.any() else None
-
-
 def summarize(runs: dict, task) -> dict:
   """The per-schedule statistics of ``{name: [TrainResult per seed]}`` that the report reads."""
   rows, hidden = {}, []
@@ -149,6 +179,8 @@ def summarize(runs: dict, task) -> dict:
         "final_metric_mean": float(finals.mean()), "final_metric_std": float(finals.std()),
         "finals": finals.tolist(),
         "train_finals": [float(r.train_loss[-1]) for r in results],
+        "val_finals": [float("nan") if r.val_loss is None else float(r.val_loss[-1])
+                       for r in results],
         "diverged_seeds": int(sum(r.diverged for r in results)),
         "steps_to_target": hits,
         "wall_time_mean": float(np.mean([r.wall_time for r in results])),
@@ -160,25 +192,282 @@ def summarize(runs: dict, task) -> dict:
   return {"schedules": rows, "not_in_lr_plot": hidden}
 
 
-def run(task_name: str, names, steps: int, seeds: int, peak: float, out: str,
-        eval_every: int, progress: bool = True, signal: str = "train",
-        rank_by: str = "train_loss") -> dict:
-  """Trains every (schedule, seed), writes JSON, CSV and PNGs to ``out``, returns the summary."""
-  task = tasks.get_task(task_name)
+def steps_to_target(result, target: Optional[float], higher_is_better: bool):
+  """The first evaluated step whose metric reaches ``target``, or None (also for no target)."""
+  if target is None:
+    return None
+  hit = result.metric >= target if higher_is_better else result.metric <= target
+  return int(result.steps[np.argmax(hit)]) if hit.any() else None
+
+
+def best_peak(rows: Sequence[dict]) -> int:
+  """The index of the peak whose runs end at the lowest mean validation loss.
+
+  A peak with a diverged seed never wins one that has none; when every peak diverged, the
+  lowest peak (the first) is reported, diverged.
+  """
+  def score(row):
+    val = np.asarray(row["val_finals"], float)
+    return math.inf if row["diverged_seeds"] or not np.all(np.isfinite(val)) else val.mean()
+  scores = [score(r) for r in rows]
+  return int(np.argmin(scores)) if np.isfinite(min(scores)) else 0
+
+
+def tune_grid(peak: float, n: int) -> list[float]:
+  """``n`` peaks evenly spaced in log from ``peak / 10`` to ``peak * 10`` (``[peak]`` for one).
+
+  Example:
+    >>> [round(p, 6) for p in tune_grid(1e-3, 5)]
+    [0.0001, 0.000316, 0.001, 0.003162, 0.01]
+  """
+  if n < 1:
+    raise ValueError(f"tune_grid: n must be >= 1, got {n}")
+  return [peak] if n == 1 else [float(peak * 10.0 ** e) for e in np.linspace(-1.0, 1.0, n)]
+
+
+def _memory_available() -> Optional[int]:
+  """Free bytes on the default device: the accelerator's limit less its use, or free RAM."""
+  device = jax.devices()[0]
+  stats = device.memory_stats() if device.platform != "cpu" else None
+  if stats and "bytes_limit" in stats:
+    return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+  try:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def _memory_needed(compiled) -> Optional[int]:
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # noqa: BLE001  # a backend without the analysis
+    return None
+  if m is None:
+    return None
+  return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
+
+
+def _members(peaks: Sequence[float], seeds: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+  """Every (peak, seed) run as two arrays, padded with copies of the last to fill a batch."""
+  peak_arr = np.repeat(np.asarray(peaks, np.float32), seeds)
+  seed_arr = np.tile(np.arange(seeds, dtype=np.int32), len(peaks))
+  pad = (-len(peak_arr)) % batch
+  return (np.concatenate([peak_arr, np.repeat(peak_arr[-1:], pad)]),
+          np.concatenate([seed_arr, np.repeat(seed_arr[-1:], pad)]))
+
+
+def _compiler_options() -> Optional[dict]:
+  """LLVM at -O1 on a CPU: the population programs compile about a third faster than at the
+  default -O2 and run as fast (XLA's CPU backend keeps IEEE arithmetic at every level, so the
+  numbers are the same). Elsewhere, and when JAX is told to skip most optimizations, none."""
+  if jax.default_backend() != "cpu" or jax.config.read("jax_disable_most_optimizations"):
+    return None
+  return {"xla_backend_optimization_level": 1}
+
+
+MEMORY_FRACTION = 0.8  # of the free memory, at most, for one schedule's program
+
+
+def compile_population(task, build, peaks: Sequence[float], seeds: int, steps: int,
+                       eval_every: int, observe_eval_loss: bool = False,
+                       batch_size: Optional[int] = None):
+  """One schedule's population program, compiled, in batches that fit the free memory.
+
+  ``batch_size`` (runs trained side by side under ``vmap``) defaults to 1 on a CPU (fastest
+  there) and to every run on an accelerator; while the compiled program needs more than
+  ``MEMORY_FRACTION`` of the free memory the batch is halved and the program compiled again.
+  When one run alone does not fit, a ``MemoryError`` says how much it needs.
+
+  Returns:
+    ``(compiled, (peak_array, seed_array), batch_size)``.
+  """
+  members = len(peaks) * seeds
+  batch = batch_size or (1 if jax.default_backend() == "cpu" else members)
+  while True:
+    args = _members(peaks, seeds, batch)
+    compiled = unroll.population(task, build, steps, eval_every, observe_eval_loss,
+                                 batch).lower(*args).compile(_compiler_options())
+    need, free = _memory_needed(compiled), _memory_available()
+    if need is None or free is None or need <= MEMORY_FRACTION * free:
+      return compiled, args, batch
+    if batch == 1:
+      raise MemoryError(f"lrjax compare: one run of task {task.name!r} needs "
+                        f"{need / 2**30:.2f} GiB and {free / 2**30:.2f} GiB is free; use a "
+                        "smaller model or batch, or fewer steps")
+    batch = max(1, batch // 2)
+
+
+def _results(out: unroll.Evaluations, peaks: Sequence[float], seeds: int, steps: int,
+             eval_every: int, wall: float) -> list[list[unroll.TrainResult]]:
+  """``results[peak][seed]``: the population's output as ``TrainResult``s."""
+  at = np.minimum(np.arange(1, -(-steps // eval_every) + 1) * eval_every, steps)
+  runs = []
+  for p in range(len(peaks)):
+    row = []
+    for s in range(seeds):
+      m = p * seeds + s
+      lr = np.asarray(out.lr[m], float)
+      row.append(unroll.TrainResult(
+          steps=at, train_loss=np.asarray(out.train_loss[m], float),
+          eval_loss=np.asarray(out.eval_loss[m], float),
+          metric=np.asarray(out.metric[m], float), lrs=lr[at - 1],
+          wall_time=wall / (len(peaks) * seeds),
+          initial_eval_loss=float(out.initial_eval_loss[m]), lr_every_step=lr,
+          val_loss=np.asarray(out.val_loss[m], float)))
+    runs.append(row)
+  return runs
+
+
+def resolve_task(task: Union[str, tasks.Task]) -> tasks.Task:
+  """A bundled task's name, ``"module:function"`` (a function returning a ``Task``), or a ``Task``."""
+  if isinstance(task, tasks.Task):
+    return task
+  if ":" not in task:
+    return tasks.get_task(task)
+  module_name, _, attr = task.partition(":")
+  added = os.getcwd() not in sys.path
+  if added:  # as ``python -m`` does: the current folder's modules import
+    sys.path.insert(0, os.getcwd())
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ValueError(f"--task {task!r}: cannot import {module_name!r} ({e})") from None
+  finally:
+    if added:
+      sys.path.remove(os.getcwd())
+  make = getattr(module, attr, None)
+  if make is None:
+    raise ValueError(f"--task {task!r}: module {module_name!r} has no {attr!r}")
+  built = make() if callable(make) and not isinstance(make, tasks.Task) else make
+  if not isinstance(built, tasks.Task):
+    raise ValueError(f"--task {task!r}: {attr} gave a {type(built).__name__}, not an "
+                     "lrjax.bench.Task")
+  return built
+
+
+def run(task: Union[str, tasks.Task], names: Sequence[str], steps: int, seeds: int,
+        peak: Union[float, Sequence[float]], out: Optional[str], eval_every: int,
+        progress: bool = True, signal: str = "train", rank_by: str = "train_loss",
+        batch_size: Optional[int] = None) -> dict:
+  """Trains every (schedule, peak, seed): one compiled program per schedule; returns the summary.
+
+  Each schedule's program runs its whole population while the next one compiles. With several peaks each schedule is reported at the peak of
+  lowest mean final validation loss (``task.validate``), its other peaks kept in
+  ``summary["by_peak"]``. Writes JSON, CSV and PNGs to ``out`` unless it is ``None``.
+  """
+  task = resolve_task(task)
+  peaks = [float(p) for p in np.atleast_1d(np.asarray(peak, dtype=float))]
+  if len(peaks) > 1 and task.validate is None:
+    raise ValueError(f"task {task.name!r} has no validation split (Task.validate), so there is "
+                     "nothing to choose a peak on; give it one or compare at one peak")
   evaluations = -(-steps // eval_every)
-  table = optimizers(steps, peak, signal=signal, evaluations=evaluations)
-  runs: dict[str, list[Any]] = {}
-  bar = Progress(len(names) * seeds, enabled=progress)
-  for name in names:
-    for seed in range(seeds):
-      label = f"{task_name}: {name}, seed {seed}"
+  table = builders(steps, signal=signal, evaluations=evaluations)
+  run_peaks = {n: peaks[:1] if n in PEAK_FREE else peaks for n in names}
+  compiles_before = unroll.compilations()
+  bar = Progress(len(names), enabled=progress)
+
+  def compile_one(name):
+    start = time.perf_counter()
+    built = compile_population(task, table[name], run_peaks[name], seeds, steps, eval_every,
+                               signal == "val", batch_size)
+    return built, time.perf_counter() - start
+
+  results, timing = {}, {}
+  # The next schedule's program compiles while this one runs.
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    pending = pool.submit(compile_one, names[0])
+    for i, name in enumerate(names):
+      (compiled, args, _), compile_s = pending.result()
+      if i + 1 < len(names):
+        pending = pool.submit(compile_one, names[i + 1])
+      label = f"{task.name}: {name}"
       bar.begin(label)
-      runs.setdefault(name, []).append(unroll.train(task, table[name](), steps, seed, eval_every,
-                                                    observe_eval_loss=signal == "val"))
+      start = time.perf_counter()
+      out_arrays = jax.device_get(compiled(*args))
+      run_s = time.perf_counter() - start
+      results[name] = _results(out_arrays, run_peaks[name], seeds, steps, eval_every, run_s)
+      timing[name] = {"compile_s": compile_s, "run_s": run_s}
       bar.finish(label)
-  summary = {"task": task_name, "metric": task.metric, "target": task.target,
+  summary: dict[str, Any] = {"task": task.name, "metric": task.metric, "target": task.target,
              "higher_is_better": task.higher_is_better, "steps": steps, "seeds": seeds,
-             "peak_lr": peak, "signal": signal, "rank_by": rank_by, "schedules": {}}
-  summary.update(summarize(runs, task))
-  report.write(summary, out)
+             "peak_lr": peaks[0] if len(peaks) == 1 else None, "peaks": peaks,
+             "signal": signal, "rank_by": rank_by, "schedules": {}, "by_peak": {}}
+  chosen = {}
+  for name in names:
+    rows = [summarize({name: r}, task)["schedules"][name] for r in results[name]]
+    i = best_peak(rows) if len(rows) > 1 else 0
+    chosen[name] = results[name][i]
+    summary["by_peak"][name] = [
+        {"peak": None if name in PEAK_FREE else p,
+         **{k: row[k] for k in ("val_finals", "train_finals", "finals", "diverged_seeds")}}
+        for p, row in zip(run_peaks[name], rows)]
+    summary["schedules"][name] = {"peak": None if name in PEAK_FREE else run_peaks[name][i]}
+  rest = summarize(chosen, task)
+  for name, row in rest["schedules"].items():
+    summary["schedules"][name].update(row, **timing[name])
+  summary["not_in_lr_plot"] = rest["not_in_lr_plot"]
+  summary["programs"] = {"schedules": len(names),
+                         "compiled": unroll.compilations() - compiles_before,
+                         "compile_s": float(sum(t["compile_s"] for t in timing.values())),
+                         "run_s": float(sum(t["run_s"] for t in timing.values()))}
+  if out is not None:
+    report.write(summary, out)
   return summary
+
+
+def compare(task: Union[str, tasks.Task], schedules: Sequence[str] = DEFAULT_SCHEDULES, *,
+            peaks: Union[float, Sequence[float]] = 3e-2, seeds: int = 3, steps: int = 300,
+            eval_every: int = 25, signal: str = "train", rank_by: str = "train_loss",
+            out: Optional[str] = None, progress: bool = False) -> report.Report:
+  """Trains ``task`` under every schedule, seed and peak; what ``lrjax compare`` prints.
+
+  Each schedule trains ``optax.adamw`` (weight decay 1e-4) for ``steps`` updates from
+  ``seeds`` initialisations; all the runs of a schedule (every seed and every peak) are one
+  compiled program, its held-out evaluations inside (every ``eval_every`` updates). With
+  several ``peaks`` each schedule is reported at the peak whose runs end at the lowest mean
+  validation loss (``task.validate``), on the test split (``task.evaluate``). Ranks say only
+  what the seeds support (``lrjax.bench.report``).
+
+  Args:
+    task: a ``Task`` (your model: see ``lrjax.bench.Task``), a bundled task's name
+      (``"digits"``, ``"regression"``, ``"charlm"``) or ``"module:function"``.
+    schedules: names from ``lrjax list`` (any preset, the LR-owning transforms, the Optax
+      baselines).
+    peaks: the peak (or starting) learning rate, or several (``runner.tune_grid`` makes a log
+      grid).
+    seeds: runs per schedule and peak.
+    steps: updates per run.
+    eval_every: updates between held-out evaluations.
+    signal: ``"train"`` (adaptive schedules decide on every update's training loss) or
+      ``"val"`` (on each evaluation's validation loss, fed by ``lrjax.observe``).
+    rank_by: ``"train_loss"`` (the final training loss) or ``"metric"`` (the test metric).
+    out: a folder to write ``results.json``, CSVs, curves and plots to; ``None`` for none.
+    progress: show a progress bar on stderr.
+
+  Returns:
+    A ``Report``: ``print(report)`` gives the table, ``report.summary`` every number.
+
+  Example:
+    >>> from lrjax.bench import compare
+    >>> result = compare("regression", ["constant", "wsd"], peaks=[1e-3, 1e-2], seeds=2,
+    ...                  steps=40, eval_every=20)
+    >>> sorted(result.summary["schedules"]), result.summary["programs"]["schedules"]
+    (['constant', 'wsd'], 2)
+    >>> result.summary["schedules"]["wsd"]["peak"] in (1e-3, 1e-2)
+    True
+  """
+  check_schedules(list(schedules))
+  grid = [float(p) for p in np.atleast_1d(np.asarray(peaks, dtype=float))]
+  if not grid or not all(math.isfinite(p) and p > 0 for p in grid):
+    raise ValueError(f"peaks must be finite numbers > 0, got {peaks!r}")
+  if len(set(grid)) != len(grid):
+    raise ValueError(f"peaks names a peak twice: {peaks!r}")
+  for label, value in (("seeds", seeds), ("steps", steps), ("eval_every", eval_every)):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{label} must be a positive integer, got {value!r}")
+  if signal not in SIGNAL_SOURCES:
+    raise ValueError(f"signal must be one of {SIGNAL_SOURCES}, got {signal!r}")
+  if rank_by not in RANK_BY:
+    raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
+  return report.Report(run(task, list(schedules), steps, seeds, sorted(grid), out, eval_every,
+                           progress=progress, signal=signal, rank_by=rank_by))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,27 @@ import optax
 from lrjax._inspection import current_lr
 from lrjax.stateful._observe import has_observer, observe
 from lrjax.bench.tasks import Task
+
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiled = [0]
+
+
+def _count_compilations(event: str, duration_secs: float,
+                        **kwargs: Union[str, int]) -> None:
+  if event == _COMPILE_EVENT:
+    _compiled[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compilations)
+
+
+def compilations() -> int:
+  """How many programs XLA has compiled in this process since ``lrjax.bench`` was imported.
+
+  ``lrjax compare`` reports the difference over a run: one program per schedule.
+  """
+  return _compiled[0]
 
 
 class Curves(NamedTuple):
@@ -42,6 +63,7 @@ class TrainResult:
   initial_eval_loss: float = float("nan")  # the held-out loss at initialisation.
   lr_every_step: Optional[np.ndarray] = None  # the rate after each update, shape=(total,).
   opt_state: Any = None  # the optimizer state after the last update.
+  val_loss: Optional[np.ndarray] = None  # the validation loss at each evaluation, if any.
 
   @property
   def diverged(self) -> bool:
@@ -116,6 +138,96 @@ def init_and_unroll(task: Task, tx: optax.GradientTransformation, seed_key: jax.
   init_key, data_key = jax.random.split(seed_key)
   params = task.init(init_key)
   return unroll(task, tx, params, tx.init(params), jax.random.fold_in(data_key, 0), steps)[2]
+
+
+class Evaluations(NamedTuple):
+  """The curves of one run of ``population``, one entry per evaluation (leading axes: runs).
+
+  Evaluation ``i`` follows update ``min((i + 1) * eval_every, steps)``.
+  """
+  train_loss: jax.Array  # (..., evaluations): the mean training loss of the chunk before it.
+  eval_loss: jax.Array  # (..., evaluations): ``task.evaluate``'s loss (the test split).
+  metric: jax.Array  # (..., evaluations): ``task.evaluate``'s metric.
+  val_loss: jax.Array  # (..., evaluations): ``task.validate``'s loss; NaN without one.
+  lr: jax.Array  # (..., steps): the rate after every update; NaN where the state hides it.
+  initial_eval_loss: jax.Array  # (...): the test loss at initialisation.
+
+
+def _validation_loss(task: Task, params: Any) -> jax.Array:
+  if task.validate is None:
+    return jnp.float32(jnp.nan)
+  return jnp.asarray(task.validate(params)["loss"], jnp.float32)
+
+
+def run_in_graph(task: Task, build: Callable[[jax.Array], optax.GradientTransformation],
+                 peak: jax.Array, seed: jax.Array, steps: int, eval_every: int,
+                 observe_eval_loss: bool = False) -> Evaluations:
+  """One whole run, evaluations included, as one traceable function: ``train`` in the graph.
+
+  Initialises from ``seed`` and trains ``build(peak)`` for ``steps`` updates with the batches,
+  keys and evaluation points of ``train(task, build(peak), steps, seed, eval_every)``; the
+  held-out evaluations run inside the same program. ``peak`` and ``seed`` may be traced, so
+  ``population`` maps it over a grid of both with one compiled program. With
+  ``observe_eval_loss`` each evaluation's validation loss (the test loss for a task without
+  ``validate``) is fed to a stateful schedule built with ``signal="observe"``.
+  """
+  tx = build(peak)
+  init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+  params = task.init(init_key)
+  opt_state = tx.init(params)
+  feed = observe_eval_loss and has_observer(opt_state)
+  initial = task.evaluate(eval_params(opt_state, params))["loss"]
+
+  def chunk(carry, done, n):
+    params, opt_state = carry
+    params, opt_state, curves = unroll(task, tx, params, opt_state,
+                                       jax.random.fold_in(data_key, done), n)
+    at = eval_params(opt_state, params)
+    ev, val = task.evaluate(at), _validation_loss(task, at)
+    if feed:
+      opt_state = observe(opt_state, val if task.validate is not None else ev["loss"])
+    row = (jnp.mean(curves.loss), jnp.asarray(ev["loss"], jnp.float32),
+           jnp.asarray(ev["metric"], jnp.float32), val, curves.lr)
+    return (params, opt_state), row
+
+  full, rest = divmod(steps, eval_every)
+  carry, rows = jax.lax.scan(lambda c, done: chunk(c, done, eval_every), (params, opt_state),
+                             jnp.arange(full, dtype=jnp.int32) * eval_every)
+  rows = rows[:4] + (rows[4].reshape(-1),)
+  if rest:
+    _, last = chunk(carry, full * eval_every, rest)
+    rows = tuple(jnp.concatenate([a, jnp.atleast_1d(b)]) for a, b in zip(rows, last))
+  train_loss, eval_loss, metric, val_loss, lr = rows
+  return Evaluations(train_loss, eval_loss, metric, val_loss, lr,
+                     jnp.asarray(initial, jnp.float32))
+
+
+def population(task: Task, build: Callable[[jax.Array], optax.GradientTransformation],
+               steps: int, eval_every: int, observe_eval_loss: bool = False,
+               batch_size: int = 1) -> Any:
+  """A jitted ``fn(peaks, seeds) -> Evaluations``: one run per ``(peaks[i], seeds[i])``.
+
+  One compiled program for the whole population: ``run_in_graph`` under ``lax.map`` in
+  batches of ``batch_size`` runs (``vmap`` inside a batch, batches one after another). On a
+  CPU one run at a time (``batch_size=1``) is fastest; on an accelerator larger batches fill
+  the device. ``peaks`` (float32) and ``seeds`` (int32) have one entry per run; pad them to a
+  multiple of ``batch_size``.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from lrjax.bench import tasks, unroll
+    >>> task = tasks.get_task("regression")
+    >>> fn = unroll.population(task, optax.adam, steps=30, eval_every=10)
+    >>> out = fn(jnp.array([1e-3, 1e-2]), jnp.array([0, 0], jnp.int32))
+    >>> out.eval_loss.shape, out.lr.shape
+    ((2, 3), (2, 30))
+  """
+  def run_one(member):
+    return run_in_graph(task, build, member[0], member[1], steps, eval_every,
+                        observe_eval_loss)
+
+  batch = None if batch_size == 1 else batch_size  # plain lax.map: no vmap of one run
+  return jax.jit(lambda peaks, seeds: jax.lax.map(run_one, (peaks, seeds), batch_size=batch))
 
 
 def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 0,
