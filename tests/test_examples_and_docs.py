@@ -14,7 +14,9 @@ SMOKE_ARGS = {"schedule_sweep.py": ["--steps", "40"], "seed_cnn.py": ["--steps",
               "multi_device.py": ["--steps", "20"], "checkpoint_resume.py": ["--steps", "50"],
               "lr_finder.py": ["--steps", "30"], "seed_keras_cnn.py": ["--epochs", "2"],
               "multi_host.py": ["--num-processes", "2", "--steps", "60"],
-              "learned_controller.py": ["--steps", "100"], "plan_schedule.py": ["--steps", "300"]}
+              "learned_controller.py": ["--steps", "100"], "plan_schedule.py": ["--steps", "300"],
+              "compare_your_model.py": ["--steps", "40", "--seeds", "1", "--peaks", "1e-2,1e-1",
+                                        "--schedules", "wsd,learned"]}
 
 
 OPTIMIZED = {"seed_cnn.py", "seed_keras_cnn.py"}  # CNNs: compiled with LLVM's passes on

@@ -268,6 +268,31 @@ def _compiler_options() -> Optional[dict]:
 MEMORY_FRACTION = 0.8  # of the free memory, at most, for one schedule's program
 
 
+def _lower(task, build, peaks: Sequence[float], seeds: int, steps: int, eval_every: int,
+           observe_eval_loss: bool, batch: int):
+  """The population program traced and lowered (in the caller's thread and JAX context)."""
+  args = _members(peaks, seeds, batch)
+  return unroll.population(task, build, steps, eval_every, observe_eval_loss,
+                           batch).lower(*args), args
+
+
+def _fits(compiled, task, batch: int) -> bool:
+  """Whether ``compiled`` needs at most ``MEMORY_FRACTION`` of the free memory; a
+  ``MemoryError`` when it does not and holds one run only."""
+  need, free = _memory_needed(compiled), _memory_available()
+  if need is None or free is None or need <= MEMORY_FRACTION * free:
+    return True
+  if batch == 1:
+    raise MemoryError(f"lrjax compare: one run of task {task.name!r} needs "
+                      f"{need / 2**30:.2f} GiB and {free / 2**30:.2f} GiB is free; use a "
+                      "smaller model or batch, or fewer steps")
+  return False
+
+
+def _default_batch(members: int, batch_size: Optional[int]) -> int:
+  return batch_size or (1 if jax.default_backend() == "cpu" else members)
+
+
 def compile_population(task, build, peaks: Sequence[float], seeds: int, steps: int,
                        eval_every: int, observe_eval_loss: bool = False,
                        batch_size: Optional[int] = None):
@@ -281,19 +306,13 @@ def compile_population(task, build, peaks: Sequence[float], seeds: int, steps: i
   Returns:
     ``(compiled, (peak_array, seed_array), batch_size)``.
   """
-  members = len(peaks) * seeds
-  batch = batch_size or (1 if jax.default_backend() == "cpu" else members)
+  batch = _default_batch(len(peaks) * seeds, batch_size)
   while True:
-    args = _members(peaks, seeds, batch)
-    compiled = unroll.population(task, build, steps, eval_every, observe_eval_loss,
-                                 batch).lower(*args).compile(_compiler_options())
-    need, free = _memory_needed(compiled), _memory_available()
-    if need is None or free is None or need <= MEMORY_FRACTION * free:
+    lowered, args = _lower(task, build, peaks, seeds, steps, eval_every, observe_eval_loss,
+                           batch)
+    compiled = lowered.compile(_compiler_options())
+    if _fits(compiled, task, batch):
       return compiled, args, batch
-    if batch == 1:
-      raise MemoryError(f"lrjax compare: one run of task {task.name!r} needs "
-                        f"{need / 2**30:.2f} GiB and {free / 2**30:.2f} GiB is free; use a "
-                        "smaller model or batch, or fewer steps")
     batch = max(1, batch // 2)
 
 
@@ -345,14 +364,56 @@ def resolve_task(task: Union[str, tasks.Task]) -> tasks.Task:
   return built
 
 
+def _train_all(task, names, table, run_peaks, seeds, steps, eval_every, observe_eval_loss,
+               batch_size, progress):
+  """Each schedule's population program, compiled while the previous one runs.
+
+  Tracing and lowering stay in this thread (its JAX context applies); only XLA's compilation
+  runs in the worker. Returns ``({name: results[peak][seed]}, {name: seconds})``.
+  """
+  bar = Progress(len(names), enabled=progress)
+  results, timing = {}, {}
+
+  def start(name):
+    batch = _default_batch(len(run_peaks[name]) * seeds, batch_size)
+    lowered, args = _lower(task, table[name], run_peaks[name], seeds, steps, eval_every,
+                           observe_eval_loss, batch)
+    began = time.perf_counter()
+    job = pool.submit(lambda: (lowered.compile(_compiler_options()),
+                               time.perf_counter() - began))
+    return job, args, batch
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    pending = start(names[0])
+    for i, name in enumerate(names):
+      job, args, batch = pending
+      (compiled, compile_s) = job.result()
+      if not _fits(compiled, task, batch):  # halve the batch until it fits, here
+        began = time.perf_counter()
+        compiled, args, _ = compile_population(task, table[name], run_peaks[name], seeds,
+                                               steps, eval_every, observe_eval_loss,
+                                               max(1, batch // 2))
+        compile_s += time.perf_counter() - began
+      if i + 1 < len(names):
+        pending = start(names[i + 1])
+      bar.begin(f"{task.name}: {name}")
+      began = time.perf_counter()
+      out = jax.device_get(compiled(*args))
+      run_s = time.perf_counter() - began
+      results[name] = _results(out, run_peaks[name], seeds, steps, eval_every, run_s)
+      timing[name] = {"compile_s": compile_s, "run_s": run_s}
+      bar.finish(f"{task.name}: {name}")
+  return results, timing
+
+
 def run(task: Union[str, tasks.Task], names: Sequence[str], steps: int, seeds: int,
         peak: Union[float, Sequence[float]], out: Optional[str], eval_every: int,
         progress: bool = True, signal: str = "train", rank_by: str = "train_loss",
         batch_size: Optional[int] = None) -> dict:
   """Trains every (schedule, peak, seed): one compiled program per schedule; returns the summary.
 
-  Each schedule's program runs its whole population while the next one compiles. With several peaks each schedule is reported at the peak of
-  lowest mean final validation loss (``task.validate``), its other peaks kept in
+  Each schedule's program runs its whole population while the next one compiles. With several
+  peaks each schedule is reported at the peak of lowest mean final validation loss (``task.validate``), its other peaks kept in
   ``summary["by_peak"]``. Writes JSON, CSV and PNGs to ``out`` unless it is ``None``.
   """
   task = resolve_task(task)
@@ -364,30 +425,8 @@ def run(task: Union[str, tasks.Task], names: Sequence[str], steps: int, seeds: i
   table = builders(steps, signal=signal, evaluations=evaluations)
   run_peaks = {n: peaks[:1] if n in PEAK_FREE else peaks for n in names}
   compiles_before = unroll.compilations()
-  bar = Progress(len(names), enabled=progress)
-
-  def compile_one(name):
-    start = time.perf_counter()
-    built = compile_population(task, table[name], run_peaks[name], seeds, steps, eval_every,
-                               signal == "val", batch_size)
-    return built, time.perf_counter() - start
-
-  results, timing = {}, {}
-  # The next schedule's program compiles while this one runs.
-  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-    pending = pool.submit(compile_one, names[0])
-    for i, name in enumerate(names):
-      (compiled, args, _), compile_s = pending.result()
-      if i + 1 < len(names):
-        pending = pool.submit(compile_one, names[i + 1])
-      label = f"{task.name}: {name}"
-      bar.begin(label)
-      start = time.perf_counter()
-      out_arrays = jax.device_get(compiled(*args))
-      run_s = time.perf_counter() - start
-      results[name] = _results(out_arrays, run_peaks[name], seeds, steps, eval_every, run_s)
-      timing[name] = {"compile_s": compile_s, "run_s": run_s}
-      bar.finish(label)
+  results, timing = _train_all(task, names, table, run_peaks, seeds, steps, eval_every,
+                               signal == "val", batch_size, progress)
   summary: dict[str, Any] = {"task": task.name, "metric": task.metric, "target": task.target,
              "higher_is_better": task.higher_is_better, "steps": steps, "seeds": seeds,
              "peak_lr": peaks[0] if len(peaks) == 1 else None, "peaks": peaks,
