@@ -176,24 +176,15 @@ def build(method: str, lr, steps: int, total_steps=True):
 def runs(task, make_tx, lrs, seeds, steps):
   """Final training loss, first loss, held-out loss, per-update losses and LRs of every
   (lr, seed): arrays of shape (len(lrs), len(seeds), ...)."""
-  def one(lr, seed):
-    tx = make_tx(lr)
-    init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
-    params = task.init(init_key)
-    params, state, curves = unroll.unroll(task, tx, params, tx.init(params),
-                                          jax.random.fold_in(data_key, 0), steps)
-    held_out = task.evaluate(unroll.eval_params(state, params))["loss"]
-    return held_out, curves.loss, curves.lr
-
-  grid_lr = jnp.repeat(jnp.asarray(lrs, jnp.float32), len(seeds))
-  grid_seed = jnp.tile(jnp.asarray(seeds), len(lrs))
-  if MODE == "vmap":
-    f = jax.jit(jax.vmap(one))
-  else:  # one run after another in one program: a vmap over conv weights is slow on CPUs
-    f = jax.jit(lambda a, b: jax.lax.map(lambda ab: one(*ab), (a, b)))
-  out = f(grid_lr, grid_seed)
-  held_out, losses, lrs_out = jax.tree.map(
-      lambda x: x.reshape((len(lrs), len(seeds)) + x.shape[1:]), out)
+  # lrjax compare's population program: one evaluation, at the end; on CPUs one run after
+  # another (a vmap over conv weights is slow there), else every run side by side.
+  grid_lr = np.repeat(np.asarray(lrs, np.float32), len(seeds))
+  grid_seed = np.tile(np.asarray(seeds, np.int32), len(lrs))
+  fn = unroll.population(task, make_tx, steps, eval_every=steps,
+                         batch_size=len(grid_lr) if MODE == "vmap" else 1)
+  out = jax.tree.map(lambda x: np.asarray(x).reshape((len(lrs), len(seeds)) + x.shape[1:]),
+                     fn(grid_lr, grid_seed))
+  held_out, losses, lrs_out = out.eval_loss[..., -1], out.loss, out.lr
   losses = np.asarray(losses, np.float64)
   tail = max(steps // 10, 1)
   final = losses[..., -tail:].mean(-1)

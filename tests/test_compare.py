@@ -387,3 +387,15 @@ def test_a_population_too_big_for_memory_is_split_then_refused(monkeypatch):
   monkeypatch.setattr(runner, "_memory_needed", lambda compiled: 10 * 2**30)
   with pytest.raises(MemoryError, match="one run of task 'linear' needs 10.00 GiB"):
     runner.compile_population(task, build, [1e-2], 2, 5, 5, batch_size=1)
+
+
+def test_runs_side_by_side_equal_runs_one_after_another():
+  """The accelerator's way (a batch of runs under vmap) gives the CPU's way's numbers."""
+  from lrjax.bench import unroll
+  build = runner.builders(20)["wsd"]
+  peaks, seeds = runner._members([1e-2, 1e-1], 2, 2)
+  one = unroll.population(tiny_task(), build, 20, 10, batch_size=1)(peaks, seeds)
+  two = unroll.population(tiny_task(), build, 20, 10, batch_size=2)(peaks, seeds)
+  for a, b in zip(one, two):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
+  assert one.loss.shape == (4, 20) and one.eval_loss.shape == (4, 2)

@@ -151,6 +151,7 @@ class Evaluations(NamedTuple):
   val_loss: jax.Array  # (..., evaluations): ``task.validate``'s loss; NaN without one.
   lr: jax.Array  # (..., steps): the rate after every update; NaN where the state hides it.
   initial_eval_loss: jax.Array  # (...): the test loss at initialisation.
+  loss: jax.Array  # (..., steps): the training loss of every update (before it is applied).
 
 
 def _validation_loss(task: Task, params: Any) -> jax.Array:
@@ -187,19 +188,19 @@ def run_in_graph(task: Task, build: Callable[[jax.Array], optax.GradientTransfor
     if feed:
       opt_state = observe(opt_state, val if task.validate is not None else ev["loss"])
     row = (jnp.mean(curves.loss), jnp.asarray(ev["loss"], jnp.float32),
-           jnp.asarray(ev["metric"], jnp.float32), val, curves.lr)
+           jnp.asarray(ev["metric"], jnp.float32), val, curves.lr, curves.loss)
     return (params, opt_state), row
 
   full, rest = divmod(steps, eval_every)
   carry, rows = jax.lax.scan(lambda c, done: chunk(c, done, eval_every), (params, opt_state),
                              jnp.arange(full, dtype=jnp.int32) * eval_every)
-  rows = rows[:4] + (rows[4].reshape(-1),)
+  rows = rows[:4] + (rows[4].reshape(-1), rows[5].reshape(-1))
   if rest:
     _, last = chunk(carry, full * eval_every, rest)
     rows = tuple(jnp.concatenate([a, jnp.atleast_1d(b)]) for a, b in zip(rows, last))
-  train_loss, eval_loss, metric, val_loss, lr = rows
+  train_loss, eval_loss, metric, val_loss, lr, loss = rows
   return Evaluations(train_loss, eval_loss, metric, val_loss, lr,
-                     jnp.asarray(initial, jnp.float32))
+                     jnp.asarray(initial, jnp.float32), loss)
 
 
 def population(task: Task, build: Callable[[jax.Array], optax.GradientTransformation],
