@@ -271,7 +271,7 @@ def test_the_population_program_trains_as_the_host_loop_does():
   task = dataclasses.replace(tasks.get_task("regression"), validate=None)
   for name, signal in (("reduce_on_plateau", "val"), ("wsd", "train")):
     build = runner.builders(50, signal=signal, evaluations=3)[name]
-    peaks, seeds = runner._members([1e-2, 3e-2], 2, 1)
+    peaks, seeds = runner._members([1e-2, 3e-2], 2)
     out = unroll.population(task, build, 50, 20, observe_eval_loss=signal == "val")(
         peaks, seeds)
     for m in (0, 3):  # (peak 1e-2, seed 0) and (peak 3e-2, seed 1)
@@ -290,8 +290,10 @@ def test_one_compiled_program_per_schedule_whatever_the_seeds_and_peaks(tmp_path
   result = compare(tiny_task(), ["constant", "wsd", "learned"], peaks=[1e-3, 1e-2],
                    seeds=2, steps=30, eval_every=10, out=str(tmp_path))
   programs = result.summary["programs"]
-  assert programs["schedules"] == 3 and programs["compiled"] == 3
-  assert "3 compiled program(s) for 3 schedule(s)" in result.table()
+  # the two pure schedules share one program; learned has its own
+  assert programs["schedules"] == 3 and programs["compiled"] == programs["programs"] == 2
+  assert programs["shared"] == ["constant", "wsd"]
+  assert "2 compiled program(s) for 3 schedule(s)" in result.table()
   assert (tmp_path / "peak_sensitivity.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -381,21 +383,39 @@ def test_a_population_too_big_for_memory_is_split_then_refused(monkeypatch):
   needs = iter([4000, 2000, 50])  # bytes needed by the batch-4, -2, -1 programs
   monkeypatch.setattr(runner, "_memory_needed", lambda compiled: next(needs))
   monkeypatch.setattr(runner, "_memory_available", lambda: 100)
-  compiled, (peaks, seeds), batch = runner.compile_population(task, build, [1e-2], 4, 5, 5,
-                                                              batch_size=4)
+  compiled, (peaks, seeds), batch = runner.compile_population(
+      task, build, *runner._members([1e-2], 4), 5, 5, batch_size=4)
   assert batch == 1 and peaks.shape == (4,) and seeds.tolist() == [0, 1, 2, 3]
   monkeypatch.setattr(runner, "_memory_needed", lambda compiled: 10 * 2**30)
   with pytest.raises(MemoryError, match="one run of task 'linear' needs 10.00 GiB"):
-    runner.compile_population(task, build, [1e-2], 2, 5, 5, batch_size=1)
+    runner.compile_population(task, build, *runner._members([1e-2], 2), 5, 5, batch_size=1)
 
 
 def test_runs_side_by_side_equal_runs_one_after_another():
   """The accelerator's way (a batch of runs under vmap) gives the CPU's way's numbers."""
   from lrjax.bench import unroll
   build = runner.builders(20)["wsd"]
-  peaks, seeds = runner._members([1e-2, 1e-1], 2, 2)
+  peaks, seeds = runner._members([1e-2, 1e-1], 2)
   one = unroll.population(tiny_task(), build, 20, 10, batch_size=1)(peaks, seeds)
   two = unroll.population(tiny_task(), build, 20, 10, batch_size=2)(peaks, seeds)
   for a, b in zip(one, two):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
   assert one.loss.shape == (4, 20) and one.eval_loss.shape == (4, 2)
+
+
+def test_the_shared_program_trains_each_pure_schedule_as_its_own_program():
+  """One program for the pure schedules (the rate chosen by lax.switch) gives each schedule's
+  runs of its own program."""
+  from lrjax.bench import unroll
+  task, names = tiny_task(), ["constant", "wsd", "optax.warmup_cosine_decay_schedule"]
+  table, pure = runner.builders(20), runner.pure_schedules(20)
+  index = np.array([0, 1, 2, 1], np.int32)
+  peaks = np.array([1e-2, 1e-2, 1e-1, 1e-1], np.float32)
+  seeds = np.array([0, 1, 1, 0], np.int32)
+  shared = unroll.population(task, runner.shared_builder([pure[n] for n in names]), 20, 10)(
+      (index, peaks), seeds)
+  for m in range(4):
+    alone = unroll.population(task, table[names[index[m]]], 20, 10)(peaks[m:m + 1],
+                                                                    seeds[m:m + 1])
+    for a, b in zip(shared, alone):
+      np.testing.assert_allclose(np.asarray(a)[m], np.asarray(b)[0], rtol=1e-5)

@@ -173,9 +173,13 @@ def format_table(summary: dict) -> str:
                  "peak.")
   programs = summary.get("programs")
   if programs:
+    shared = programs.get("shared") or []
     lines.append(f"{programs['compiled']} compiled program(s) for {programs['schedules']} "
-                 f"schedule(s) (every seed{' and peak' if tuned else ''} of a schedule in one "
-                 f"program): compiling {programs['compile_s']:.0f} s, running "
+                 f"schedule(s), every seed{' and peak' if tuned else ''} of a schedule inside "
+                 "its program" + (f"; {', '.join(shared)} share one (only their rate differs, "
+                                  "chosen in the graph; the seconds are split between them)"
+                                  if shared else "")
+                 + f": compiling {programs['compile_s']:.0f} s, running "
                  f"{programs['run_s']:.0f} s.")
   return "\n".join(lines)
 

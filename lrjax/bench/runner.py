@@ -15,6 +15,7 @@ baselines keep deciding on the training loss (see ``lrjax.observe`` for why).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import importlib
 import math
@@ -24,11 +25,12 @@ import time
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from lrjax.bench import report, tasks, unroll
-from lrjax.schedules._base import build_preset, preset_names
+from lrjax.schedules._base import Schedule, build_preset, preset_names
 from lrjax.stateful import StatefulSchedule
 from lrjax.transforms import hypergradient, learned_controller, window_search
 
@@ -81,16 +83,14 @@ def builders(steps: int, weight_decay: float = 1e-4, signal: str = "train",
   window = max(steps // 20, 5)
   probe = max(steps // 50, 3)
   warmup = max(steps // 10, 1)
-  # Optax checks its peak with a Python comparison, so a traced peak scales a unit schedule.
-  unit_cosine = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, steps)
+  optax_cosine = pure_schedules(steps)["optax.warmup_cosine_decay_schedule"]
   table.update({
       "window_search": lambda peak: window_search(
           adamw, peak, window=max(steps // 4, 3 * probe + 1), probe_steps=probe),
       "hypergradient": lambda peak: hypergradient(adamw, init_value=peak, hyper_lr=1e-7),
       # Untuned, as a user runs it: the shipped weights over their own estimate of the rate.
       "learned": lambda peak: learned_controller(adamw, total_steps=steps),
-      "optax.warmup_cosine_decay_schedule": lambda peak: inject(
-          lambda count: peak * unit_cosine(count)),
+      "optax.warmup_cosine_decay_schedule": lambda peak: inject(optax_cosine(peak)),
       "optax.contrib.reduce_on_plateau": lambda peak: optax.chain(
           adamw(peak), optax.contrib.reduce_on_plateau(factor=0.5, patience=2,
                                                        accumulation_size=window)),
@@ -100,6 +100,38 @@ def builders(steps: int, weight_decay: float = 1e-4, signal: str = "train",
                                                                   weight_decay=weight_decay),
   })
   return table
+
+
+def pure_schedules(steps: int) -> dict[str, Callable[[Any], Callable[[Any], Any]]]:
+  """Name -> ``schedule(peak)`` for the methods whose rate depends on the update count alone.
+
+  The pure presets (``lrjax.Schedule``s) and Optax's warmup-cosine: ``lrjax compare`` trains all
+  of these in one program (``shared_builder``), since only their rate differs.
+  """
+  warmup = max(steps // 10, 1)
+  # Optax checks its peak with a Python comparison, so a traced peak scales a unit schedule.
+  unit_cosine = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, steps)
+  out: dict[str, Callable[[Any], Callable[[Any], Any]]] = {
+      name: functools.partial(build_preset, name, steps) for name in preset_names()
+      if isinstance(build_preset(name, steps, 1.0), Schedule)}
+  out["optax.warmup_cosine_decay_schedule"] = lambda peak: lambda count: peak * unit_cosine(count)
+  return out
+
+
+def shared_builder(schedules: Sequence[Callable[[Any], Callable[[Any], Any]]],
+                   weight_decay: float = 1e-4) -> Callable[[Any], optax.GradientTransformation]:
+  """``build((index, peak))``: AdamW at ``schedules[index](peak)``, the index a traced value.
+
+  The rate of every update is ``lax.switch(index, ...)`` over the schedules' values, so one
+  compiled program trains any of them: the pure schedules of ``lrjax compare`` share it.
+  """
+  def build(hyper: Any) -> optax.GradientTransformation:
+    index, peak = hyper
+    branches = [lambda count, f=f(peak): jnp.asarray(f(count), jnp.float32) for f in schedules]
+    return optax.inject_hyperparams(optax.adamw)(
+        learning_rate=lambda count: jax.lax.switch(index, branches, count),
+        weight_decay=weight_decay)
+  return build
 
 
 def check_schedules(names: Sequence[str]) -> None:
@@ -247,13 +279,18 @@ def _memory_needed(compiled) -> Optional[int]:
   return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes)
 
 
-def _members(peaks: Sequence[float], seeds: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-  """Every (peak, seed) run as two arrays, padded with copies of the last to fill a batch."""
-  peak_arr = np.repeat(np.asarray(peaks, np.float32), seeds)
-  seed_arr = np.tile(np.arange(seeds, dtype=np.int32), len(peaks))
-  pad = (-len(peak_arr)) % batch
-  return (np.concatenate([peak_arr, np.repeat(peak_arr[-1:], pad)]),
-          np.concatenate([seed_arr, np.repeat(seed_arr[-1:], pad)]))
+def _members(peaks: Sequence[float], seeds: int) -> tuple[np.ndarray, np.ndarray]:
+  """Every (peak, seed) run as two arrays: the peak of each run and its seed."""
+  return (np.repeat(np.asarray(peaks, np.float32), seeds),
+          np.tile(np.arange(seeds, dtype=np.int32), len(peaks)))
+
+
+def _padded(tree: Any, batch: int) -> Any:
+  """Every array of ``tree`` (one entry per run) padded with copies of its last to fill a batch."""
+  def pad(a):
+    a = np.asarray(a)
+    return np.concatenate([a, np.repeat(a[-1:], (-len(a)) % batch, axis=0)])
+  return jax.tree.map(pad, tree)
 
 
 def _compiler_options() -> Optional[dict]:
@@ -268,10 +305,10 @@ def _compiler_options() -> Optional[dict]:
 MEMORY_FRACTION = 0.8  # of the free memory, at most, for one schedule's program
 
 
-def _lower(task, build, peaks: Sequence[float], seeds: int, steps: int, eval_every: int,
+def _lower(task, build, hypers: Any, seeds: np.ndarray, steps: int, eval_every: int,
            observe_eval_loss: bool, batch: int):
   """The population program traced and lowered (in the caller's thread and JAX context)."""
-  args = _members(peaks, seeds, batch)
+  args = _padded((hypers, seeds), batch)
   return unroll.population(task, build, steps, eval_every, observe_eval_loss,
                            batch).lower(*args), args
 
@@ -293,22 +330,23 @@ def _default_batch(members: int, batch_size: Optional[int]) -> int:
   return batch_size or (1 if jax.default_backend() == "cpu" else members)
 
 
-def compile_population(task, build, peaks: Sequence[float], seeds: int, steps: int,
+def compile_population(task, build, hypers: Any, seeds: np.ndarray, steps: int,
                        eval_every: int, observe_eval_loss: bool = False,
                        batch_size: Optional[int] = None):
-  """One schedule's population program, compiled, in batches that fit the free memory.
+  """A population program, compiled, in batches that fit the free memory.
 
+  ``hypers`` (what ``build`` takes: a peak, or any pytree) and ``seeds`` have one entry per run.
   ``batch_size`` (runs trained side by side under ``vmap``) defaults to 1 on a CPU (fastest
   there) and to every run on an accelerator; while the compiled program needs more than
   ``MEMORY_FRACTION`` of the free memory the batch is halved and the program compiled again.
   When one run alone does not fit, a ``MemoryError`` says how much it needs.
 
   Returns:
-    ``(compiled, (peak_array, seed_array), batch_size)``.
+    ``(compiled, (hypers, seeds) padded to a multiple of the batch, batch_size)``.
   """
-  batch = _default_batch(len(peaks) * seeds, batch_size)
+  batch = _default_batch(len(seeds), batch_size)
   while True:
-    lowered, args = _lower(task, build, peaks, seeds, steps, eval_every, observe_eval_loss,
+    lowered, args = _lower(task, build, hypers, seeds, steps, eval_every, observe_eval_loss,
                            batch)
     compiled = lowered.compile(_compiler_options())
     if _fits(compiled, task, batch):
@@ -316,25 +354,51 @@ def compile_population(task, build, peaks: Sequence[float], seeds: int, steps: i
     batch = max(1, batch // 2)
 
 
-def _results(out: unroll.Evaluations, peaks: Sequence[float], seeds: int, steps: int,
+def _results(out: unroll.Evaluations, first: int, peaks: int, seeds: int, steps: int,
              eval_every: int, wall: float) -> list[list[unroll.TrainResult]]:
-  """``results[peak][seed]``: the population's output as ``TrainResult``s."""
+  """``results[peak][seed]`` of the runs ``first, first + 1, ...`` of a population's output."""
   at = np.minimum(np.arange(1, -(-steps // eval_every) + 1) * eval_every, steps)
   runs = []
-  for p in range(len(peaks)):
+  for p in range(peaks):
     row = []
     for s in range(seeds):
-      m = p * seeds + s
+      m = first + p * seeds + s
       lr = np.asarray(out.lr[m], float)
       row.append(unroll.TrainResult(
           steps=at, train_loss=np.asarray(out.train_loss[m], float),
           eval_loss=np.asarray(out.eval_loss[m], float),
           metric=np.asarray(out.metric[m], float), lrs=lr[at - 1],
-          wall_time=wall / (len(peaks) * seeds),
-          initial_eval_loss=float(out.initial_eval_loss[m]), lr_every_step=lr,
-          val_loss=np.asarray(out.val_loss[m], float)))
+          wall_time=wall, initial_eval_loss=float(out.initial_eval_loss[m]),
+          lr_every_step=lr, val_loss=np.asarray(out.val_loss[m], float)))
     runs.append(row)
   return runs
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+  """The runs of one compiled program: every seed of every peak of ``names`` (name-major)."""
+  names: tuple[str, ...]
+  build: Callable[[Any], optax.GradientTransformation]
+  hypers: Any  # one entry per run: a peak, or (schedule index, peak) for a shared program
+  seeds: np.ndarray
+
+
+def _programs(names: Sequence[str], table: dict, run_peaks: dict, seeds: int,
+              steps: int) -> list[_Program]:
+  """One program for all the pure schedules named (their rate is all that differs), one for
+  each other method."""
+  pure = pure_schedules(steps)
+  shared = [n for n in names if n in pure]
+  programs = []
+  if len(shared) > 1:
+    peaks, seed_arr = zip(*(_members(run_peaks[n], seeds) for n in shared))
+    index = np.concatenate([np.full(len(p), i, np.int32) for i, p in enumerate(peaks)])
+    programs.append(_Program(tuple(shared), shared_builder([pure[n] for n in shared]),
+                             (index, np.concatenate(peaks)), np.concatenate(seed_arr)))
+  for name in names:
+    if len(shared) < 2 or name not in shared:
+      programs.append(_Program((name,), table[name], *_members(run_peaks[name], seeds)))
+  return sorted(programs, key=lambda p: names.index(p.names[0]))
 
 
 def resolve_task(task: Union[str, tasks.Task]) -> tasks.Task:
@@ -364,45 +428,53 @@ def resolve_task(task: Union[str, tasks.Task]) -> tasks.Task:
   return built
 
 
-def _train_all(task, names, table, run_peaks, seeds, steps, eval_every, observe_eval_loss,
-               batch_size, progress):
-  """Each schedule's population program, compiled while the previous one runs.
+def _train_all(task, programs: Sequence[_Program], run_peaks, seeds, steps, eval_every,
+               observe_eval_loss, batch_size, progress):
+  """Each program's population, compiled while the previous program runs.
 
   Tracing and lowering stay in this thread (its JAX context applies); only XLA's compilation
-  runs in the worker. Returns ``({name: results[peak][seed]}, {name: seconds})``.
+  runs in the worker. Returns ``({name: results[peak][seed]}, {name: seconds})``; a shared
+  program's seconds are split evenly between its schedules.
   """
-  bar = Progress(len(names), enabled=progress)
+  bar = Progress(len(programs), enabled=progress)
   results, timing = {}, {}
 
-  def start(name):
-    batch = _default_batch(len(run_peaks[name]) * seeds, batch_size)
-    lowered, args = _lower(task, table[name], run_peaks[name], seeds, steps, eval_every,
-                           observe_eval_loss, batch)
+  def start(program):
+    batch = _default_batch(len(program.seeds), batch_size)
+    lowered, args = _lower(task, program.build, program.hypers, program.seeds, steps,
+                           eval_every, observe_eval_loss, batch)
     began = time.perf_counter()
     job = pool.submit(lambda: (lowered.compile(_compiler_options()),
                                time.perf_counter() - began))
     return job, args, batch
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-    pending = start(names[0])
-    for i, name in enumerate(names):
+    pending = start(programs[0])
+    for i, program in enumerate(programs):
       job, args, batch = pending
       (compiled, compile_s) = job.result()
       if not _fits(compiled, task, batch):  # halve the batch until it fits, here
         began = time.perf_counter()
-        compiled, args, _ = compile_population(task, table[name], run_peaks[name], seeds,
-                                               steps, eval_every, observe_eval_loss,
-                                               max(1, batch // 2))
+        compiled, args, _ = compile_population(task, program.build, program.hypers,
+                                               program.seeds, steps, eval_every,
+                                               observe_eval_loss, max(1, batch // 2))
         compile_s += time.perf_counter() - began
-      if i + 1 < len(names):
-        pending = start(names[i + 1])
-      bar.begin(f"{task.name}: {name}")
+      if i + 1 < len(programs):
+        pending = start(programs[i + 1])
+      label = f"{task.name}: {', '.join(program.names)}"
+      bar.begin(label)
       began = time.perf_counter()
       out = jax.device_get(compiled(*args))
       run_s = time.perf_counter() - began
-      results[name] = _results(out, run_peaks[name], seeds, steps, eval_every, run_s)
-      timing[name] = {"compile_s": compile_s, "run_s": run_s}
-      bar.finish(f"{task.name}: {name}")
+      first, share = 0, len(program.names)
+      for name in program.names:
+        n_peaks = len(run_peaks[name])
+        results[name] = _results(out, first, n_peaks, seeds, steps, eval_every,
+                                 run_s / len(program.seeds))
+        first += n_peaks * seeds
+        timing[name] = {"compile_s": compile_s / share, "run_s": run_s / share,
+                        "program": list(program.names)}
+      bar.finish(label)
   return results, timing
 
 
@@ -410,9 +482,10 @@ def run(task: Union[str, tasks.Task], names: Sequence[str], steps: int, seeds: i
         peak: Union[float, Sequence[float]], out: Optional[str], eval_every: int,
         progress: bool = True, signal: str = "train", rank_by: str = "train_loss",
         batch_size: Optional[int] = None) -> dict:
-  """Trains every (schedule, peak, seed): one compiled program per schedule; returns the summary.
+  """Trains every (schedule, peak, seed): one compiled program per schedule (the pure schedules
+  share one); returns the summary.
 
-  Each schedule's program runs its whole population while the next one compiles. With several
+  Each program runs its whole population while the next one compiles. With several
   peaks each schedule is reported at the peak of lowest mean final validation loss (``task.validate``), its other peaks kept in
   ``summary["by_peak"]``. Writes JSON, CSV and PNGs to ``out`` unless it is ``None``.
   """
@@ -424,8 +497,9 @@ def run(task: Union[str, tasks.Task], names: Sequence[str], steps: int, seeds: i
   evaluations = -(-steps // eval_every)
   table = builders(steps, signal=signal, evaluations=evaluations)
   run_peaks = {n: peaks[:1] if n in PEAK_FREE else peaks for n in names}
+  programs = _programs(list(names), table, run_peaks, seeds, steps)
   compiles_before = unroll.compilations()
-  results, timing = _train_all(task, names, table, run_peaks, seeds, steps, eval_every,
+  results, timing = _train_all(task, programs, run_peaks, seeds, steps, eval_every,
                                signal == "val", batch_size, progress)
   summary: dict[str, Any] = {"task": task.name, "metric": task.metric, "target": task.target,
              "higher_is_better": task.higher_is_better, "steps": steps, "seeds": seeds,
@@ -445,7 +519,9 @@ def run(task: Union[str, tasks.Task], names: Sequence[str], steps: int, seeds: i
   for name, row in rest["schedules"].items():
     summary["schedules"][name].update(row, **timing[name])
   summary["not_in_lr_plot"] = rest["not_in_lr_plot"]
-  summary["programs"] = {"schedules": len(names),
+  summary["programs"] = {"schedules": len(names), "programs": len(programs),
+                         "shared": next((list(p.names) for p in programs if len(p.names) > 1),
+                                        []),
                          "compiled": unroll.compilations() - compiles_before,
                          "compile_s": float(sum(t["compile_s"] for t in timing.values())),
                          "run_s": float(sum(t["run_s"] for t in timing.values()))}
@@ -462,7 +538,8 @@ def compare(task: Union[str, tasks.Task], schedules: Sequence[str] = DEFAULT_SCH
 
   Each schedule trains ``optax.adamw`` (weight decay 1e-4) for ``steps`` updates from
   ``seeds`` initialisations; all the runs of a schedule (every seed and every peak) are one
-  compiled program, its held-out evaluations inside (every ``eval_every`` updates). With
+  compiled program, its held-out evaluations inside (every ``eval_every`` updates), and the
+  pure schedules share one program (``shared_builder``). With
   several ``peaks`` each schedule is reported at the peak whose runs end at the lowest mean
   validation loss (``task.validate``), on the test split (``task.evaluate``). Ranks say only
   what the seeds support (``lrjax.bench.report``).
