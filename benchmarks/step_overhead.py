@@ -68,6 +68,7 @@ def variants(window_steps: int):
       "optax.inject_hyperparams(adam), constant": inject(learning_rate=LR),
       "lrjax.window_search": lrjax.window_search(optax.adam, LR, window=window,
                                                  probe_steps=probe),
+      "lrjax.hypergradient": lrjax.hypergradient(optax.adam, init_value=LR, hyper_lr=1e-7),
       "lrjax.learned_controller": lrjax.learned_controller(optax.adam, init_value=LR),
       "lrjax.learned_controller(no rate)": lrjax.learned_controller(optax.adam),
       "lrjax.learned_controller(every=10)": lrjax.learned_controller(optax.adam, init_value=LR,
