@@ -300,8 +300,8 @@ def test_one_compiled_program_per_schedule_whatever_the_seeds_and_peaks(tmp_path
 def test_each_schedule_is_reported_at_its_best_validation_peak():
   from lrjax.bench import compare
   peaks = [1e-3, 1e-2, 1e-1]
-  result = compare("regression", ["constant", "learned"], peaks=peaks, seeds=2, steps=40,
-                   eval_every=20)
+  result = compare("regression", ["constant", "learned", "learned_from_peak"], peaks=peaks,
+                   seeds=2, steps=40, eval_every=20)
   s = result.summary
   runs = s["by_peak"]["constant"]
   assert [r["peak"] for r in runs] == peaks
@@ -314,6 +314,8 @@ def test_each_schedule_is_reported_at_its_best_validation_peak():
   assert row["val_finals"] != [c["eval_loss"][-1] for c in row["curves"]]
   # the learned controller takes no peak: one run per seed, no peak in the table
   assert len(s["by_peak"]["learned"]) == 1 and s["schedules"]["learned"]["peak"] is None
+  # given the peak, it runs from each
+  assert [r["peak"] for r in s["by_peak"]["learned_from_peak"]] == peaks
   assert "| — (own rate) |" in result.table()
 
 

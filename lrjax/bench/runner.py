@@ -90,6 +90,9 @@ def builders(steps: int, weight_decay: float = 1e-4, signal: str = "train",
       "hypergradient": lambda peak: hypergradient(adamw, init_value=peak, hyper_lr=1e-7),
       # Untuned, as a user runs it: the shipped weights over their own estimate of the rate.
       "learned": lambda peak: learned_controller(adamw, total_steps=steps),
+      # Given a rate: the shipped weights started at the peak (a grid of peaks runs each).
+      "learned_from_peak": lambda peak: learned_controller(adamw, init_value=peak,
+                                                           total_steps=steps),
       "optax.warmup_cosine_decay_schedule": lambda peak: inject(optax_cosine(peak)),
       "optax.contrib.reduce_on_plateau": lambda peak: optax.chain(
           adamw(peak), optax.contrib.reduce_on_plateau(factor=0.5, patience=2,
