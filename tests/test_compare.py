@@ -266,23 +266,27 @@ def my_module(tmp_path, monkeypatch):
 def test_the_population_program_trains_as_the_host_loop_does():
   """Every seed and peak in one program gives each run's numbers of ``unroll.train``: the same
   batches, keys and evaluation points (decisions on the held-out loss included)."""
-  import dataclasses
-  from lrjax.bench import tasks, unroll
-  task = dataclasses.replace(tasks.get_task("regression"), validate=None)
-  for name, signal in (("reduce_on_plateau", "val"), ("wsd", "train")):
-    build = runner.builders(50, signal=signal, evaluations=3)[name]
-    peaks, seeds = runner._members([1e-2, 3e-2], 2)
-    out = unroll.population(task, build, 50, 20, observe_eval_loss=signal == "val")(
-        peaks, seeds)
-    for m in (0, 3):  # (peak 1e-2, seed 0) and (peak 3e-2, seed 1)
-      want = unroll.train(task, build(float(peaks[m])), 50, int(seeds[m]), 20,
-                          observe_eval_loss=signal == "val")
-      assert want.steps.tolist() == [20, 40, 50]
+  import optax
+  import lrjax
+  from lrjax.bench import unroll
+  task = tiny_task(validate=False)
+  on_held_out = lambda peak: optax.inject_hyperparams(optax.adam)(  # noqa: E731
+      learning_rate=lrjax.reduce_on_plateau(peak, signal="observe", window=1, patience=0))
+  for build, observe, peaks in ((on_held_out, True, [0.3, 3.0]),
+                                (runner.builders(55)["wsd"], False, [1e-2, 3e-2])):
+    peak_arr, seeds = runner._members(peaks, 2)
+    out = unroll.population(task, build, 55, 10, observe_eval_loss=observe)(peak_arr, seeds)
+    for m in (0, 3):  # (the first peak, seed 0) and (the second, seed 1)
+      want = unroll.train(task, build(float(peak_arr[m])), 55, int(seeds[m]), 10,
+                          observe_eval_loss=observe)
+      assert want.steps.tolist() == [10, 20, 30, 40, 50, 55]
       for got, ref in ((out.train_loss, want.train_loss), (out.eval_loss, want.eval_loss),
                        (out.metric, want.metric), (out.lr, want.lr_every_step),
                        (out.initial_eval_loss, want.initial_eval_loss)):
-        np.testing.assert_allclose(np.asarray(got[m]), ref, rtol=2e-5, err_msg=name)
+        np.testing.assert_allclose(np.asarray(got[m]), ref, rtol=2e-5)
     assert np.all(np.isnan(np.asarray(out.val_loss)))  # a task without validate
+    if observe:  # the held-out loss made a decision: the rate was cut in a run
+      assert len(np.unique(np.asarray(out.lr)[3])) > 1
 
 
 def test_one_compiled_program_per_schedule_whatever_the_seeds_and_peaks(tmp_path):
