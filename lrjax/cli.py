@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated names, any of: "
                    + ", ".join(sorted(runner.optimizers(100, 1e-3))))
   cmp.add_argument("--steps", type=_positive_int, default=300, help="updates per run")
-  cmp.add_argument("--seeds", type=_positive_int, default=3, help="runs per schedule")
+  cmp.add_argument("--seeds", type=_positive_int, default=3,
+                   help="runs per schedule (and per peak)")
   cmp.add_argument("--peak-lr", type=_positive_float, default=3e-2,
                    help="the peak (or starting) learning rate every schedule is built with")
   cmp.add_argument("--peaks", type=_peak_list, default=None,

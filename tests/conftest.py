@@ -43,7 +43,7 @@ hypothesis.settings.load_profile("lrjax")
 # collection order, so the long ones start at once and the short ones fill in at the end instead
 # of one worker finishing a long module alone (the order of `--durations` on the 2-core machine).
 _SLOW_FIRST = ("test_multiprocess.py", "test_examples_and_docs.py", "test_learned.py",
-               "test_tasks.py", "test_compare.py", "test_common.py", "test_stateful_rules.py",
+               "test_plan.py", "test_tasks.py", "test_compare.py", "test_common.py", "test_stateful_rules.py",
                "test_peer_suites.py", "test_values.py", "test_stateful.py", "test_step_cost.py")
 
 
