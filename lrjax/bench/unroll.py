@@ -4,8 +4,10 @@
 and returns the new parameters, optimizer state and per-step curves. It has no
 host work, so it composes with ``jit`` and ``vmap``: over seeds, over a stack
 of schedules' hyperparameters (stateful schedules are pytrees), over tasks.
-``train`` is the host loop around it: compiled chunks of ``eval_every`` updates,
-an evaluation on held-out data between them, I/O only there.
+``population`` runs whole runs, evaluations included, for a grid of peaks and
+seeds in one compiled program (what ``lrjax compare`` runs). ``train`` is the
+host loop around ``unroll``: compiled chunks of ``eval_every`` updates, an
+evaluation on held-out data between them, a callback and I/O only there.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ jax.monitoring.register_event_duration_secs_listener(_count_compilations)
 def compilations() -> int:
   """How many programs XLA has compiled in this process since ``lrjax.bench`` was imported.
 
-  ``lrjax compare`` reports the difference over a run: one program per schedule.
+  ``lrjax compare`` reports the difference over a run: the programs it compiled.
   """
   return _compiled[0]
 
@@ -211,8 +213,21 @@ def population(task: Task, build: Callable[[jax.Array], optax.GradientTransforma
   One compiled program for the whole population: ``run_in_graph`` under ``lax.map`` in
   batches of ``batch_size`` runs (``vmap`` inside a batch, batches one after another). On a
   CPU one run at a time (``batch_size=1``) is fastest; on an accelerator larger batches fill
-  the device. ``peaks`` (float32) and ``seeds`` (int32) have one entry per run; pad them to a
-  multiple of ``batch_size``.
+  the device. ``peaks`` (float32, or any pytree of arrays that ``build`` takes, e.g.
+  ``(schedule index, peak)`` for ``runner.shared_builder``) and ``seeds`` (int32) have one entry
+  per run along their first axis; pad them to a multiple of ``batch_size``.
+
+  Args:
+    task: the task.
+    build: ``peak -> optax.GradientTransformation``, called in the graph (a traced peak).
+    steps: updates per run.
+    eval_every: updates between evaluations (the last chunk may be shorter).
+    observe_eval_loss: feed each evaluation's validation loss to a schedule built with
+      ``signal="observe"``.
+    batch_size: runs side by side under ``vmap``.
+
+  Returns:
+    The jitted function; its ``Evaluations`` have the runs as their first axis.
 
   Example:
     >>> import jax.numpy as jnp, optax
