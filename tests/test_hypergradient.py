@@ -118,6 +118,7 @@ def test_nonfinite_gradients_skip_the_alpha_update_and_clip_bounds():
   _, state = tx.update(jnp.ones(2), state, params)
   _, state = tx.update(jnp.array([jnp.nan, 1.0]), state, params)
   assert float(state.lr) == pytest.approx(0.1) and int(state.num_nonfinite) == 1
+  assert state.prev_direction.tolist() == [-1.0, -1.0]  # u_{t-1} kept, no NaN in it
   _, state = tx.update(jnp.ones(2), state, params)  # h = 1 . -1 = -2 -> alpha up, clipped
   assert float(state.lr) == pytest.approx(0.2)
   _, state = tx.update(-jnp.ones(2), state, params)  # h = -1 . -1 = 2 -> down, clipped

@@ -65,6 +65,17 @@ def test_window_search_makes_the_passes_of_its_optimizer_and_no_more(inner):
   assert _passes(lrjax.window_search(make, 0.1, window=20, probe_steps=3)) == bare, bare
 
 
+def test_hypergradient_keeps_its_previous_direction_without_a_copy():
+  """With Adam, u_{t-1} is read by g.u and then replaced by u_t in place: no copy per update
+  (behind a lax.cond, or written before g.u had read it, XLA copied it on every update), and
+  no pass over the parameters beyond the optimizer's, g.u and the finite check. (With AdamW
+  and Lion one copy is left, 2 and 3 before: XLA recomputes their direction from the
+  parameters in the new direction's pass, README's rule 2 in benchmarks/; not mended.)"""
+  bare_kernels, _ = _passes(optax.adam(0.1))
+  kernels, copies = _passes(lrjax.hypergradient(optax.adam, init_value=0.1, hyper_lr=1e-7))
+  assert copies == 0 and kernels <= bare_kernels + 4, (kernels, copies, bare_kernels)
+
+
 def test_window_decay_pays_its_t_test_only_at_decisions():
   cost = _cost(optax.inject_hyperparams(optax.sgd)(learning_rate=lrjax.window_decay(
       0.1, window=10)))

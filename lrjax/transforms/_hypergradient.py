@@ -10,7 +10,7 @@ import optax
 
 from lrjax import _validation as v
 from lrjax._guard import GuardState, init_guard
-from lrjax._numerics import all_finite, as_float, device_mean, vdot
+from lrjax._numerics import all_finite, as_float, choose_bits, device_mean, vdot
 from lrjax.transforms._lr_owner import LROwner
 
 
@@ -141,7 +141,10 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     return owner.step(direction, applied), HypergradientState(
         **owner.next_fields(state, alpha, finite), inner_state=inner_state, guard=guard_state,
         hypergradient=jnp.where(finite, h, state.hypergradient),
-        # A cond, not a select: an ordinary update pays no O(params) choice.
-        prev_direction=jax.lax.cond(finite, lambda: direction, lambda: state.prev_direction))
+        # Chosen by bits (no select, no cond: a cond copies the buffer every update), and on
+        # the applied rate, which depends on h: XLA then overwrites the old direction in
+        # place after h has read it, instead of copying it first.
+        prev_direction=choose_bits(finite & (applied == applied), direction,
+                                   state.prev_direction))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
