@@ -154,11 +154,10 @@ def _peak_list(text: str) -> list[float]:
   except ValueError:
     raise argparse.ArgumentTypeError(f"must be numbers separated by commas, got {text!r}") \
         from None
-  if not peaks or not all(math.isfinite(p) and p > 0 for p in peaks):
-    raise argparse.ArgumentTypeError(f"must be finite numbers > 0, got {text!r}")
-  if len(set(peaks)) != len(peaks):
-    raise argparse.ArgumentTypeError(f"names a peak twice: {text!r}")
-  return sorted(peaks)
+  try:
+    return runner.check_peaks(peaks)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"{e}, got {text!r}") from None
 
 
 def _cmd_compare(args) -> int:
@@ -288,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the peak (or starting) learning rate every schedule is built with")
   cmp.add_argument("--peaks", type=_peak_list, default=None,
                    help="several peak learning rates, e.g. 1e-3,3e-3,1e-2: every schedule runs "
-                   "at every peak (one compiled program each) and is reported at its best on "
-                   "the validation split; draws peak_sensitivity.png")
+                   "at every peak (all inside its compiled program) and is reported at its best "
+                   "on the validation split; draws peak_sensitivity.png")
   cmp.add_argument("--tune", type=_positive_int, default=None, metavar="N",
                    help="--peaks as N log-spaced values from --peak-lr/10 to --peak-lr*10")
   cmp.add_argument("--eval-every", type=_positive_int, default=25,

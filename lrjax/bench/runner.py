@@ -62,6 +62,21 @@ DEFAULT_SCHEDULES = ("constant", "cosine_decay", "warmup_cosine_decay", "wsd", "
 PEAK_FREE = frozenset({"learned", "optax.contrib.prodigy"})
 
 
+def _adamw_at(schedule: Any, weight_decay: float) -> optax.GradientTransformation:
+  """AdamW whose learning rate is ``schedule``, kept in its state (``inject_hyperparams``)."""
+  return optax.inject_hyperparams(optax.adamw)(learning_rate=schedule,
+                                               weight_decay=weight_decay)
+
+
+def _optax_warmup_cosine(steps: int) -> Callable[[Any], Callable[[Any], Any]]:
+  """``peak -> schedule``: Optax's warmup-cosine (a tenth warmup from 0) at ``peak``.
+
+  Optax checks its peak with a Python comparison, so a traced peak scales a unit schedule.
+  """
+  unit = optax.warmup_cosine_decay_schedule(0.0, 1.0, max(steps // 10, 1), steps)
+  return lambda peak: lambda count: peak * unit(count)
+
+
 def builders(steps: int, weight_decay: float = 1e-4, signal: str = "train",
              evaluations: int = 10) -> dict[str, Callable[[Any], optax.GradientTransformation]]:
   """Name -> ``build(peak)``: the optax transformation to train with at peak rate ``peak``.
@@ -72,18 +87,16 @@ def builders(steps: int, weight_decay: float = 1e-4, signal: str = "train",
   held-out evaluations (``evaluations`` of them in the run) fed by ``lrjax.observe``.
   """
   adamw = lambda lr: optax.adamw(lr, weight_decay=weight_decay)  # noqa: E731
-  inject = lambda sched: optax.inject_hyperparams(optax.adamw)(  # noqa: E731
-      learning_rate=sched, weight_decay=weight_decay)
 
   def preset(name: str, peak: Any) -> optax.GradientTransformation:
-    return inject(_schedule(name, steps, peak, signal, evaluations))
+    return _adamw_at(_schedule(name, steps, peak, signal, evaluations), weight_decay)
 
   table: dict[str, Callable[[Any], optax.GradientTransformation]] = {
       name: functools.partial(preset, name) for name in preset_names()}
   window = max(steps // 20, 5)
   probe = max(steps // 50, 3)
   warmup = max(steps // 10, 1)
-  optax_cosine = pure_schedules(steps)["optax.warmup_cosine_decay_schedule"]
+  optax_cosine = _optax_warmup_cosine(steps)
   table.update({
       "window_search": lambda peak: window_search(
           adamw, peak, window=max(steps // 4, 3 * probe + 1), probe_steps=probe),
@@ -93,7 +106,8 @@ def builders(steps: int, weight_decay: float = 1e-4, signal: str = "train",
       # Given a rate: the shipped weights started at the peak (a grid of peaks runs each).
       "learned_from_peak": lambda peak: learned_controller(adamw, init_value=peak,
                                                            total_steps=steps),
-      "optax.warmup_cosine_decay_schedule": lambda peak: inject(optax_cosine(peak)),
+      "optax.warmup_cosine_decay_schedule": lambda peak: _adamw_at(optax_cosine(peak),
+                                                                   weight_decay),
       "optax.contrib.reduce_on_plateau": lambda peak: optax.chain(
           adamw(peak), optax.contrib.reduce_on_plateau(factor=0.5, patience=2,
                                                        accumulation_size=window)),
@@ -111,13 +125,10 @@ def pure_schedules(steps: int) -> dict[str, Callable[[Any], Callable[[Any], Any]
   The pure presets (``lrjax.Schedule``s) and Optax's warmup-cosine: ``lrjax compare`` trains all
   of these in one program (``shared_builder``), since only their rate differs.
   """
-  warmup = max(steps // 10, 1)
-  # Optax checks its peak with a Python comparison, so a traced peak scales a unit schedule.
-  unit_cosine = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, steps)
   out: dict[str, Callable[[Any], Callable[[Any], Any]]] = {
       name: functools.partial(build_preset, name, steps) for name in preset_names()
       if isinstance(build_preset(name, steps, 1.0), Schedule)}
-  out["optax.warmup_cosine_decay_schedule"] = lambda peak: lambda count: peak * unit_cosine(count)
+  out["optax.warmup_cosine_decay_schedule"] = _optax_warmup_cosine(steps)
   return out
 
 
@@ -131,10 +142,19 @@ def shared_builder(schedules: Sequence[Callable[[Any], Callable[[Any], Any]]],
   def build(hyper: Any) -> optax.GradientTransformation:
     index, peak = hyper
     branches = [lambda count, f=f(peak): jnp.asarray(f(count), jnp.float32) for f in schedules]
-    return optax.inject_hyperparams(optax.adamw)(
-        learning_rate=lambda count: jax.lax.switch(index, branches, count),
-        weight_decay=weight_decay)
+    return _adamw_at(lambda count: jax.lax.switch(index, branches, count), weight_decay)
   return build
+
+
+def check_peaks(peaks: Any) -> list[float]:
+  """``peaks`` (a number or several) as a sorted list; a ``ValueError`` (saying what is wrong,
+  for the caller to name the argument) unless they are finite, > 0, distinct and not empty."""
+  grid = [float(p) for p in np.atleast_1d(np.asarray(peaks, dtype=float))]
+  if not grid or not all(math.isfinite(p) and p > 0 for p in grid):
+    raise ValueError("must be finite numbers > 0")
+  if len(set(grid)) != len(grid):
+    raise ValueError("names a peak twice")
+  return sorted(grid)
 
 
 def check_schedules(names: Sequence[str]) -> None:
@@ -424,7 +444,7 @@ def resolve_task(task: Union[str, tasks.Task]) -> tasks.Task:
   make = getattr(module, attr, None)
   if make is None:
     raise ValueError(f"--task {task!r}: module {module_name!r} has no {attr!r}")
-  built = make() if callable(make) and not isinstance(make, tasks.Task) else make
+  built = make() if callable(make) else make
   if not isinstance(built, tasks.Task):
     raise ValueError(f"--task {task!r}: {attr} gave a {type(built).__name__}, not an "
                      "lrjax.bench.Task")
@@ -488,15 +508,19 @@ def run(task: Union[str, tasks.Task], names: Sequence[str], steps: int, seeds: i
   """Trains every (schedule, peak, seed): one compiled program per schedule (the pure schedules
   share one); returns the summary.
 
-  Each program runs its whole population while the next one compiles. With several
-  peaks each schedule is reported at the peak of lowest mean final validation loss (``task.validate``), its other peaks kept in
-  ``summary["by_peak"]``. Writes JSON, CSV and PNGs to ``out`` unless it is ``None``.
+  Each program runs its whole population while the next one compiles. With several peaks
+  each schedule is reported at the peak of lowest mean final validation loss
+  (``task.validate``), its other peaks kept in ``summary["by_peak"]``; the validation split is
+  evaluated only then or for ``signal="val"``. Writes JSON, CSV and PNGs to ``out`` unless it is
+  ``None``.
   """
   task = resolve_task(task)
   peaks = [float(p) for p in np.atleast_1d(np.asarray(peak, dtype=float))]
   if len(peaks) > 1 and task.validate is None:
     raise ValueError(f"task {task.name!r} has no validation split (Task.validate), so there is "
                      "nothing to choose a peak on; give it one or compare at one peak")
+  if len(peaks) == 1 and signal != "val":  # nothing reads the validation loss: skip its work
+    task = dataclasses.replace(task, validate=None)
   evaluations = -(-steps // eval_every)
   table = builders(steps, signal=signal, evaluations=evaluations)
   run_peaks = {n: peaks[:1] if n in PEAK_FREE else peaks for n in names}
@@ -508,20 +532,19 @@ def run(task: Union[str, tasks.Task], names: Sequence[str], steps: int, seeds: i
              "higher_is_better": task.higher_is_better, "steps": steps, "seeds": seeds,
              "peak_lr": peaks[0] if len(peaks) == 1 else None, "peaks": peaks,
              "signal": signal, "rank_by": rank_by, "schedules": {}, "by_peak": {}}
-  chosen = {}
+  hidden = []
   for name in names:
-    rows = [summarize({name: r}, task)["schedules"][name] for r in results[name]]
+    per_peak = [summarize({name: r}, task) for r in results[name]]
+    rows = [s["schedules"][name] for s in per_peak]
     i = best_peak(rows) if len(rows) > 1 else 0
-    chosen[name] = results[name][i]
     summary["by_peak"][name] = [
         {"peak": None if name in PEAK_FREE else p,
          **{k: row[k] for k in ("val_finals", "train_finals", "finals", "diverged_seeds")}}
         for p, row in zip(run_peaks[name], rows)]
-    summary["schedules"][name] = {"peak": None if name in PEAK_FREE else run_peaks[name][i]}
-  rest = summarize(chosen, task)
-  for name, row in rest["schedules"].items():
-    summary["schedules"][name].update(row, **timing[name])
-  summary["not_in_lr_plot"] = rest["not_in_lr_plot"]
+    summary["schedules"][name] = {"peak": None if name in PEAK_FREE else run_peaks[name][i],
+                                  **rows[i], **timing[name]}
+    hidden += per_peak[i]["not_in_lr_plot"]
+  summary["not_in_lr_plot"] = hidden
   summary["programs"] = {"schedules": len(names), "programs": len(programs),
                          "shared": next((list(p.names) for p in programs if len(p.names) > 1),
                                         []),
@@ -542,10 +565,10 @@ def compare(task: Union[str, tasks.Task], schedules: Sequence[str] = DEFAULT_SCH
   Each schedule trains ``optax.adamw`` (weight decay 1e-4) for ``steps`` updates from
   ``seeds`` initialisations; all the runs of a schedule (every seed and every peak) are one
   compiled program, its held-out evaluations inside (every ``eval_every`` updates), and the
-  pure schedules share one program (``shared_builder``). With
-  several ``peaks`` each schedule is reported at the peak whose runs end at the lowest mean
-  validation loss (``task.validate``), on the test split (``task.evaluate``). Ranks say only
-  what the seeds support (``lrjax.bench.report``).
+  pure schedules share one program (``shared_builder``). With several ``peaks`` each schedule
+  is reported at the peak whose runs end at the lowest mean validation loss
+  (``task.validate``), on the test split (``task.evaluate``). Ranks say only what the seeds
+  support (``lrjax.bench.report``).
 
   Args:
     task: a ``Task`` (your model: see ``lrjax.bench.Task``), a bundled task's name
@@ -576,11 +599,10 @@ def compare(task: Union[str, tasks.Task], schedules: Sequence[str] = DEFAULT_SCH
     True
   """
   check_schedules(list(schedules))
-  grid = [float(p) for p in np.atleast_1d(np.asarray(peaks, dtype=float))]
-  if not grid or not all(math.isfinite(p) and p > 0 for p in grid):
-    raise ValueError(f"peaks must be finite numbers > 0, got {peaks!r}")
-  if len(set(grid)) != len(grid):
-    raise ValueError(f"peaks names a peak twice: {peaks!r}")
+  try:
+    grid = check_peaks(peaks)
+  except ValueError as e:
+    raise ValueError(f"peaks {e}, got {peaks!r}") from None
   for label, value in (("seeds", seeds), ("steps", steps), ("eval_every", eval_every)):
     if not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"{label} must be a positive integer, got {value!r}")
@@ -588,5 +610,5 @@ def compare(task: Union[str, tasks.Task], schedules: Sequence[str] = DEFAULT_SCH
     raise ValueError(f"signal must be one of {SIGNAL_SOURCES}, got {signal!r}")
   if rank_by not in RANK_BY:
     raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
-  return report.Report(run(task, list(schedules), steps, seeds, sorted(grid), out, eval_every,
+  return report.Report(run(task, list(schedules), steps, seeds, grid, out, eval_every,
                            progress=progress, signal=signal, rank_by=rank_by))
