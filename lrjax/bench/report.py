@@ -257,7 +257,8 @@ class Report:
 
   ``summary`` is the JSON-ready dict of ``results.json``: per schedule (``summary
   ["schedules"][name]``) its chosen ``peak``, each seed's final training loss
-  (``train_finals``), test metric (``finals``) and validation loss (``val_finals``),
+  (``train_finals``), test metric (``finals``) and validation loss (``val_finals``; NaN
+  when nothing reads it: one peak and ``signal="train"``),
   ``diverged_seeds``, ``steps_to_target``, ``curves``; every peak's finals in
   ``summary["by_peak"]``; the program count and times in ``summary["programs"]``.
   """
