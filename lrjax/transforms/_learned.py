@@ -28,8 +28,8 @@ import optax
 from lrjax import _validation as v
 from lrjax import _guard
 from lrjax._guard import GuardState, init_guard
-from lrjax._numerics import (as_float, counter, device_mean, increment_if, read_value,
-                             scale_tree)
+from lrjax._numerics import (as_float, choose_bits, counter, device_mean, increment_if,
+                             read_value, scale_tree)
 from lrjax.transforms._lr_owner import LROwner
 
 #: The inputs of the network, in order (see ``features``).
@@ -376,11 +376,9 @@ def shape(count: jax.Array, warmup_steps: Any, total_steps: Any, anneal: bool) -
 
 def _zeroed_unless(x: jax.Array, keep: jax.Array) -> jax.Array:
   """The float32 vector ``x`` where the scalar ``keep`` holds, else zeros (even where ``x`` is
-  NaN), by an AND of its bits with an all-ones or all-zeros mask: no select over the sample,
-  which in a small model is the whole model."""
-  mask = jnp.where(keep, jnp.int32(-1), jnp.int32(0))
-  bits = jax.lax.bitcast_convert_type(x, jnp.int32) & mask
-  return jax.lax.bitcast_convert_type(bits, jnp.float32)
+  NaN), by its bits (``choose_bits``): no select over the sample, which in a small model is
+  the whole model."""
+  return choose_bits(keep, x, jnp.zeros_like(x))
 
 
 def _bias_correction(count: jax.Array) -> jax.Array:
