@@ -461,6 +461,60 @@ def test_a_few_es_iterations_lower_the_meta_loss_on_a_tiny_family():
   assert np.isfinite(after) and after < before
 
 
+def test_the_meta_loss_judges_the_end_of_the_run():
+  """The meta-loss of one draw is the formula on its own run: half the log of the mean loss
+  of the last tenth of the updates over L_0, half the log of the final held-out loss over
+  L_0 (L_0 the held-out loss at initialisation), each clipped; replayed here update by update
+  with the controller the meta-objective builds."""
+  horizon, seed = 40, 3
+  w = {k: jnp.zeros_like(v) for k, v in L.init_weights(jax.random.PRNGKey(0), 4).items()}
+  d = meta.Draw("linear", "adamw", seed, horizon, True, 0.03)
+  got = float(meta.evaluate(w, [d], {"linear": meta.linear})[0])
+  init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+  params, loss_fn = meta.linear(init_key)
+  held = lambda p: np.mean([float(loss_fn(p, jax.random.fold_in(data_key, 10**7 + i)))  # noqa
+                            for i in range(meta.HELD_OUT_BATCHES)])
+  l0 = held(params)
+  tx = lrjax.learned_controller(meta.base_optimizer("adamw"), init_value=0.03, weights=w,
+                                total_steps=horizon)
+  state, losses = tx.init(params), []
+  for t in range(horizon):
+    loss, grads = jax.value_and_grad(loss_fn)(params, jax.random.fold_in(data_key, t))
+    updates, state = tx.update(grads, state, params, value=loss)
+    params = optax.apply_updates(params, updates)
+    losses.append(float(loss))
+  clip = lambda r: min(max(r, meta.LOG_FLOOR), meta.LOG_CAP)  # noqa: E731
+  expected = (0.5 * clip(np.log(np.mean(losses[-(horizon // 10):]) / l0))
+              + 0.5 * clip(np.log(held(params) / l0)))
+  assert got == pytest.approx(expected, rel=2e-4, abs=2e-4)
+
+
+def test_memorise_draws_share_one_structure_and_reward_the_right_rate():
+  """Every ``memorise`` draw has the same parameter shapes (one compiled program for the
+  family); Adam at a well-chosen rate drives its training loss far below a tenth of that
+  rate's (what makes the end of a run sensitive to the rate, as on a small real data set)."""
+  shapes = {jax.tree.map(jnp.shape, meta.memorise(jax.random.PRNGKey(i))[0]).__repr__()
+            for i in range(3)}
+  assert len(shapes) == 1
+  params, loss_fn = meta.memorise(jax.random.PRNGKey(0))
+
+  @jax.jit
+  @jax.vmap
+  def final_loss(lr):
+    tx = optax.adam(lr)
+
+    def body(carry, t):
+      p, s = carry
+      loss, g = jax.value_and_grad(loss_fn)(p, jax.random.PRNGKey(t))
+      u, s = tx.update(g, s, p)
+      return (optax.apply_updates(p, u), s), loss
+    _, losses = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(300))
+    return losses[-30:].mean(), losses[0]
+
+  final, first = final_loss(jnp.asarray([1e-3, 1e-2]))
+  assert final[1] < 0.2 * first[1] and final[1] < 0.5 * final[0], (final, first)
+
+
 def test_lbfgs_imitation_fits_the_hand_rule():
   family = {"linear": meta.linear}
   rng = np.random.default_rng(0)
@@ -486,9 +540,9 @@ def test_meta_train_resumes_from_its_checkpoint_exactly(tmp_path):
 
 
 def test_diverged_inner_runs_get_the_worst_score_not_nan():
-  """A task whose loss turns infinite after the first step: every later loss and the final
-  held-out loss count as LOG_CAP, so the meta-loss is finite and above 0 (a rate that kept
-  the loss at its start would score 0)."""
+  """A task whose loss turns infinite after the first step: the mean loss of the last tenth of
+  the updates and the final held-out loss count as LOG_CAP, so the meta-loss is finite and
+  above 0 (a rate that kept the loss at its start would score 0)."""
   def blows_up(key):
     def loss_fn(p, data_key):
       moved = jnp.sum(jnp.abs(p)) > 1e-3

@@ -1,0 +1,143 @@
+"""The learned controller's development set: synthetic draws, each against its tuned warmup-cosine.
+
+``benchmarks/learned_controller.py`` judges the controller on real tasks it never saw. Choosing
+between designs (a rule, a weights file, a meta-objective) on those tasks would tune on the
+test set, so the choices are made here instead, on the synthetic family it is meta-trained on
+(``lrjax.meta.FAMILY``; instances from seeds no meta-training draw uses).
+
+For each structure and horizon ``T``, ``--seeds`` instances (each seed: its own task instance,
+initialisation and batches) are trained by AdamW (weight decay 1e-4) under Optax's
+warmup-cosine (10% warmup, cosine to 0) at every peak of a half-decade grid 3e-5 ... 1; the
+peak of the lowest geometric mean final loss over the instances is the structure's tuned
+peak. Then every variant trains the same instances on the same batches, and each cell is its
+final training loss (the mean over the last 10% of updates) over tuned warmup-cosine's at the
+tuned peak. A run whose final loss is not finite or above its first loss counts as ∞.
+
+Variants (no rate to choose in any of them):
+- ``rule`` -- ``lrjax.learned_controller`` with a zero network (Prodigy's estimate under the
+  warmup-cosine shape), and ``rule, no horizon`` (no ``total_steps``);
+- ``shipped`` / ``shipped, no horizon`` -- the shipped weights;
+- ``file:PATH`` / ``file:PATH, no horizon`` -- a weights file (``--weights PATH``);
+- ``prodigy + warmup-cosine`` -- ``optax.contrib.prodigy`` under Optax's warmup-cosine at peak 1
+  (its warmup starting at 1/W).
+
+Usage:
+  python benchmarks/controller_dev.py [--structures quadratic,...] [--horizons 300,1000]
+      [--seeds 6] [--weights new.npz] [--variants rule,shipped,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import lrjax
+from lrjax import meta
+from lrjax.transforms import _learned
+
+WEIGHT_DECAY = 1e-4
+PEAKS = np.asarray([10 ** (k / 2) for k in range(-9, 1)], np.float32)  # 3e-5 ... 1
+FIRST_SEED = 1000
+
+
+def adamw(lr):
+  return optax.adamw(lr, weight_decay=WEIGHT_DECAY)
+
+
+def unroll(task, make_tx, steps):
+  """``(seed, setting) -> per-update losses`` of one run (traceable)."""
+  def run(seed, setting):
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+    params, loss_fn = task(init_key)
+    tx = make_tx(setting)
+
+    def body(carry, t):
+      p, s = carry
+      loss, g = jax.value_and_grad(loss_fn)(p, jax.random.fold_in(data_key, t))
+      u, s = tx.update(g, s, p, value=loss)
+      return (optax.apply_updates(p, u), s), loss
+    _, losses = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(steps))
+    return losses
+  return run
+
+
+def final(losses: np.ndarray) -> np.ndarray:
+  tail = losses[..., -max(losses.shape[-1] // 10, 1):].mean(-1)
+  return np.where(~np.isfinite(tail) | (tail > losses[..., 0]), np.inf, tail)
+
+
+def warmup_cosine(steps):
+  w = max(steps // 10, 1)
+  return optax.warmup_cosine_decay_schedule(0.0, 1.0, w, steps)
+
+
+def variant(name: str, steps: int, weights: dict):
+  """``setting -> transform`` of a variant (the setting is unused: none has a rate)."""
+  if name == "prodigy + warmup-cosine":
+    w = max(steps // 10, 1)
+    cosine = optax.cosine_decay_schedule(1.0, steps - w)
+    shape = lambda c: jnp.where(c < w, (c + 1.0) / w, cosine(c - w))  # noqa: E731
+    return lambda _: optax.contrib.prodigy(shape, weight_decay=WEIGHT_DECAY)
+  base, _, horizon = name.partition(", ")
+  total = None if horizon == "no horizon" else steps
+  return lambda _: lrjax.learned_controller(adamw, total_steps=total, weights=weights[base])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--structures", default=",".join(meta.FAMILY))
+  parser.add_argument("--horizons", default="300,1000")
+  parser.add_argument("--seeds", type=int, default=6)
+  parser.add_argument("--weights", default=None, help="a weights file to judge beside the others")
+  parser.add_argument("--variants", default=None,
+                      help="the variants to run, separated by ';' (their names hold commas); default: all")
+  args = parser.parse_args()
+  zero = {k: np.zeros_like(v) for k, v in _learned.load_weights().items()}
+  weights = {"rule": zero, "shipped": None}
+  names = ["rule", "rule, no horizon", "shipped", "shipped, no horizon"]
+  if args.weights:
+    weights[f"file:{args.weights}"] = args.weights
+    names += [f"file:{args.weights}", f"file:{args.weights}, no horizon"]
+  names.append("prodigy + warmup-cosine")
+  if args.variants:
+    names = [n for n in names if n in args.variants.split(";")]
+  seeds = jnp.arange(FIRST_SEED, FIRST_SEED + args.seeds)
+  print(f"# jax {jax.__version__}, optax {optax.__version__}, {jax.default_backend()}, "
+        f"{platform.machine()}; {args.seeds} instances a structure (seeds {FIRST_SEED}...)")
+  ratios = {n: [] for n in names}
+  start = time.perf_counter()
+  for steps in [int(h) for h in args.horizons.split(",")]:
+    print(f"\n## horizon {steps}\n| structure | tuned peak | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    for structure in args.structures.split(","):
+      task = meta.FAMILY[structure]
+      shape = warmup_cosine(steps)
+      tuned_tx = lambda peak: optax.inject_hyperparams(optax.adamw)(  # noqa: E731
+          learning_rate=lambda c: peak * shape(c), weight_decay=WEIGHT_DECAY)
+      grid = jax.jit(jax.vmap(jax.vmap(unroll(task, tuned_tx, steps), (None, 0)), (0, None)))
+      finals = final(np.asarray(grid(seeds, jnp.asarray(PEAKS)), np.float64))
+      best = int(np.argmin(np.mean(np.log(finals), 0)))
+      tuned = finals[:, best]
+      cells = []
+      for name in names:
+        run = jax.jit(jax.vmap(unroll(task, variant(name, steps, weights), steps), (0, None)))
+        r = final(np.asarray(run(seeds, 0.0), np.float64)) / tuned
+        ratios[name].extend(r.tolist())
+        cells.append(f"{np.exp(np.mean(np.log(r))):.2f} (worst {np.max(r):.2f})")
+      print(f"| {structure} | {PEAKS[best]:.3g} | " + " | ".join(cells) + " |", flush=True)
+  print(f"\n## Summary over every instance ({time.perf_counter() - start:.0f} s)")
+  print("| variant | within 1.10× | median | geometric mean | worst |\n|---|---:|---:|---:|---:|")
+  for name in names:
+    r = np.asarray(ratios[name])
+    print(f"| {name} | {np.mean(r <= 1.10):.0%} | {np.median(r):.3f} | "
+          f"{np.exp(np.mean(np.log(np.minimum(r, 1e6)))):.3f} | {np.max(r):.3g} |")
+
+
+if __name__ == "__main__":
+  main()
