@@ -182,6 +182,20 @@ def test_every_decides_only_on_multiples():
   assert set(changes) <= {4, 8, 12, 16} and len(changes) >= 2
 
 
+def test_by_default_a_known_horizon_gets_about_DECISIONS_decisions():
+  """``every=None``: every ``total_steps // DECISIONS`` updates (here 4 * DECISIONS updates: every
+  4th), every update without a horizon or with one shorter than 2 * DECISIONS."""
+  w = _random_weights()
+  run = lambda **kw: _quadratic_run(lrjax.learned_controller(  # noqa: E731
+      optax.sgd, init_value=0.01, weights=w, **kw), steps=12)[0]
+  long = 4 * L.DECISIONS
+  np.testing.assert_array_equal(run(total_steps=long), run(total_steps=long, every=4))
+  assert not np.array_equal(run(total_steps=long), run(total_steps=long, every=1))
+  np.testing.assert_array_equal(run(total_steps=2 * L.DECISIONS - 1),
+                                run(total_steps=2 * L.DECISIONS - 1, every=1))
+  np.testing.assert_array_equal(run(), run(every=1))
+
+
 def test_without_a_horizon_the_progress_inputs_are_zero():
   tx = lrjax.learned_controller(optax.sgd, init_value=0.01, weights=_random_weights())
   _, _, state = _quadratic_run(tx, steps=5)

@@ -51,6 +51,8 @@ SAMPLE_SIZE = 8192
 WEIGHT_KEYS = ("w_input", "w_hidden", "bias", "w_out", "b_out")
 #: The estimate of the rate starts here (Prodigy's ``estim_lr0``) and only grows.
 ESTIMATE_INIT = 1e-6
+#: With a known horizon and ``every=None``: about this many decisions over it.
+DECISIONS = 300
 #: The decay of the estimate's sums (Prodigy's ``beta3``: the square root of Adam's beta2).
 ESTIMATE_DECAY = 0.999 ** 0.5
 #: Adam's betas, for the bias correction that weights each update in the estimate (as Prodigy).
@@ -542,7 +544,7 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
 @v.checks_finite
 def learned_controller(optimizer_factory: Callable[..., optax.GradientTransformation], *,
                        init_value: Optional[float] = None, weights: Any = None,
-                       every: int = 1,
+                       every: Optional[int] = None,
                        min_value: float = 1e-8, max_value: float = 10.0,
                        total_steps: Optional[int] = None, axis_name: Optional[str] = None,
                        guard: bool = True, guard_factor: float = 4.0, guard_cut: float = 0.1,
@@ -624,7 +626,13 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     weights: ``None`` for the shipped weights, a path to an ``.npz`` written by
       ``lrjax.meta.meta_train`` / ``save_weights``, or a dict of arrays.
     every: decide every this many updates (>= 1); the statistics see every update
-      (they are scalars), the network runs only at a decision.
+      (they are scalars), the network runs only at a decision. ``None`` (the
+      default): every ``total_steps // DECISIONS`` updates (at least 1), so a known
+      horizon gets about ``DECISIONS`` decisions whatever its length; every update
+      without ``total_steps``. The network's steps add up over its decisions: with
+      a decision at every one of 1,000 updates it over-corrects where about 300
+      (its horizon when its weights were chosen) do not (``benchmarks/README.md``,
+      ``controller_dev.py``).
     min_value, max_value: the rate stays in ``[min_value, max_value]``.
     total_steps: the planned number of updates, if known (an input of the
       network: the progress); ``None`` works for any horizon.
@@ -671,6 +679,10 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   """
   fn = "learned_controller"
   owner = LROwner.build(fn, optimizer_factory)
+  if total_steps is not None:
+    v.integer(fn, "total_steps", total_steps, 1)
+  if every is None:
+    every = max(1, total_steps // DECISIONS) if total_steps is not None else 1
   v.integer(fn, "every", every, 1)
   v.positive(fn, "min_value", min_value)
   v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
@@ -682,8 +694,6 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     raise ValueError(f"lrjax.{fn}: without init_value the rate starts at {ESTIMATE_INIT:g}, "
                      f"which must be in [min_value, max_value], got [{min_value}, {max_value}]")
   anneal = _guard.flag(fn, "anneal", anneal)
-  if total_steps is not None:
-    v.integer(fn, "total_steps", total_steps, 1)
   if warmup_steps is None:
     warmup_steps = total_steps // 10 if total_steps is not None else 0
   v.integer(fn, "warmup_steps", warmup_steps, 0)
