@@ -239,12 +239,13 @@ def _cmd_meta_train(args) -> int:
         learning_rate=args.learning_rate, seed=args.seed, hidden_size=args.hidden_size,
         lbfgs_steps=args.lbfgs_steps, checkpoint=checkpoint,
         validate_every=args.validate_every, progress=not args.quiet,
-        log=lambda line: print(line, flush=True))
+        log=lambda line: print(line, flush=True), decisions=args.decisions)
   except ValueError as e:
     raise CLIError(str(e)) from None
   meta.save_weights(args.out, result.weights, seed=args.seed, iterations=args.iterations,
                     pairs=args.pairs, sigma=args.sigma, learning_rate=args.learning_rate,
-                    lbfgs_steps=args.lbfgs_steps, best_iteration=result.best_iteration)
+                    lbfgs_steps=args.lbfgs_steps, best_iteration=result.best_iteration,
+                    **({} if args.decisions is None else {"decisions": args.decisions}))
   print(f"wrote {args.out}: the weights of ES iteration {result.best_iteration} of "
         f"{result.iterations} ({result.wall_time / 60:.1f} min this session; checkpoint "
         f"{checkpoint})")
@@ -327,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
                   "weights written are the best validated (0: none, the last iterate)")
   mt.add_argument("--checkpoint", default=None,
                   help="checkpoint path (default: OUT.checkpoint.npz)")
+  mt.add_argument("--decisions", type=_positive_int, default=None,
+                  help="in a draw whose horizon is given, the network decides every "
+                  "horizon // DECISIONS updates, as learned_controller(every=None) does with "
+                  "300 (default: at every update, as the shipped weights were trained)")
   mt.add_argument("--quiet", action="store_true", help="no progress bar")
   mt.set_defaults(func=_cmd_meta_train)
   plan_cli.add_parser(sub, _positive_int, _positive_float, CLIError, _Parser)

@@ -317,13 +317,16 @@ def _log_ratio(loss, ref):
 def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
                   horizon: jax.Array, horizon_known: jax.Array, init_value: jax.Array,
                   policy: Optional[Callable] = None, reset_hidden: bool = False,
-                  trace: bool = False, estimate: bool = False):
+                  trace: bool = False, estimate: bool = False,
+                  decisions: Optional[int] = None):
   """The meta-loss of one inner run (traceable; ``vmap`` it over ``weights``).
 
   With ``trace`` also returns the inputs and log-rate change of every update
   (padded to ``MAX_HORIZON``), for imitation. ``estimate``: the controller estimates its
   base rate (``init_value`` unused). The schedule's shape is the shipped default's: a
-  warmup over a tenth of a known horizon, then a cosine to 0.
+  warmup over a tenth of a known horizon, then a cosine to 0. ``decisions``: ``None``, the
+  network decides at every update; ``D``, every ``max(1, horizon // D)`` updates when the
+  horizon is given (``learned_controller(every=None)`` with ``D = DECISIONS``).
   """
   init_key, data_key = jax.random.split(key)
   params, loss_fn = task(init_key)
@@ -332,7 +335,10 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
   ref = jnp.maximum(held_out(params), 1e-12)
   tx = _learned.controller(
       LROwner.build("meta_train", base_optimizer(optimizer)), weights,
-      init_value=None if estimate else init_value, every=1, min_value=1e-8, max_value=10.0,
+      init_value=None if estimate else init_value,
+      every=1 if decisions is None else jnp.where(  # type: ignore[arg-type]  # traced
+          horizon_known, jnp.maximum(horizon // decisions, 1), 1),
+      min_value=1e-8, max_value=10.0,
       total_steps=jnp.where(horizon_known, horizon, 0),  # type: ignore[arg-type]  # traced
       axis_name=None,
       settings=dict(GUARD_DEFAULTS, guard_skip=True), reset_hidden=reset_hidden,
@@ -384,7 +390,7 @@ class _Flat:
 
 @functools.lru_cache(maxsize=256)
 def _population_program(task: TaskFn, optimizer: str, shapes: tuple, policy, reset_hidden: bool,
-                        estimate: bool):
+                        estimate: bool, decisions: Optional[int] = None):
   """``jit(vmap(run_meta_loss))`` over a population of flat weights, for one task function and
   inner optimizer: built once per process, so every ``meta_train``/``evaluate`` call (and every
   population size) shares one traced function and its compiled programs."""
@@ -392,26 +398,29 @@ def _population_program(task: TaskFn, optimizer: str, shapes: tuple, policy, res
 
   def one(vec, key, horizon, known, lr0):
     return run_meta_loss(task, optimizer, flat.unflat(vec), key, horizon, known, lr0,
-                         policy=policy, reset_hidden=reset_hidden, estimate=estimate)
+                         policy=policy, reset_hidden=reset_hidden, estimate=estimate,
+                         decisions=decisions)
   return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
 
 
 def _compiled_population(family: Mapping[str, TaskFn], flat: _Flat, policy=None,
-                         reset_hidden=False):
+                         reset_hidden=False, decisions: Optional[int] = None):
   """``draw -> jit(vmap over a population of flat weights)`` for its task and optimizer."""
   return lambda d: _population_program(family[d.structure], d.optimizer, tuple(flat.shapes),
-                                       policy, reset_hidden, d.estimate)
+                                       policy, reset_hidden, d.estimate, decisions)
 
 
 def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, TaskFn]] = None,
-             policy: Optional[Callable] = None, reset_hidden: bool = False) -> np.ndarray:
-  """The meta-loss of ``weights`` on each of ``draws`` (a fixed validation set).
+             policy: Optional[Callable] = None, reset_hidden: bool = False,
+             decisions: Optional[int] = None) -> np.ndarray:
+  """The meta-loss of ``weights`` on each of ``draws`` (a fixed validation set);
+  ``decisions`` as in ``run_meta_loss``.
 
   Its programs are built once per process (``_population_program``) and reused by every call.
   """
   family = FAMILY if family is None else family
   flat = _Flat(weights)
-  get = _compiled_population(family, flat, policy, reset_hidden)
+  get = _compiled_population(family, flat, policy, reset_hidden, decisions)
   vec = flat.flat(weights)[None]
   return np.asarray([float(get(d)(
       vec, jax.random.PRNGKey(d.seed), d.horizon, d.horizon_known, d.init_value)[0])
@@ -536,7 +545,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                checkpoint: Optional[str] = None, checkpoint_every: int = 25,
                validate_every: int = 100, validation: Optional[list[Draw]] = None,
                init_weights: Any = None, progress: bool = True,
-               log: Optional[Callable[[str], None]] = None) -> MetaTrainResult:
+               log: Optional[Callable[[str], None]] = None,
+               decisions: Optional[int] = None) -> MetaTrainResult:
   """Meta-trains the learned controller's weights: L-BFGS imitation, then antithetic ES.
 
   Args:
@@ -560,6 +570,10 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     init_weights: start from these weights instead (skips L-BFGS).
     progress: a progress bar (``rich`` on a terminal) with the meta-loss.
     log: where to write one line per validation (default: nothing).
+    decisions: ``None`` (the shipped weights): the network decides at every update of
+      every draw; ``D``: in a draw whose horizon is given, every ``max(1, horizon // D)``
+      updates, as ``learned_controller(every=None)`` decides at inference (``D =
+      _learned.DECISIONS``), validation included.
 
   Returns:
     A ``MetaTrainResult``: ``weights`` at the best validation point (the last
@@ -581,6 +595,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                               ("checkpoint_every", checkpoint_every, 1),
                               ("validate_every", validate_every, 0)):
     v.integer(fn, name, value, lowest)
+  if decisions is not None:
+    v.integer(fn, "decisions", decisions, 1)
   for name, number in (("sigma", sigma), ("learning_rate", learning_rate)):
     if not (isinstance(number, (int, float)) and math.isfinite(number) and number > 0):
       raise ValueError(f"lrjax.{fn}: {name} must be a finite number > 0, got {name}={number!r}")
@@ -628,7 +644,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
       leaves = [ck[f"adam_{i}"] for i in range(int(ck["adam_leaves"]))]
       adam_state = jax.tree.unflatten(jax.tree.structure(adam_state),
                                       [jnp.asarray(x) for x in leaves])
-  get = _compiled_population(family, flat)
+  get = _compiled_population(family, flat, decisions=decisions)
 
   @jax.jit
   def adam_step(theta, grad, state):
@@ -646,7 +662,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     os.replace(tmp, checkpoint)
 
   def validate(i):
-    loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(theta)), validation, family)))
+    loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(theta)), validation, family,
+                                  decisions=decisions)))
     val_history.append((i, loss))
     if loss < best["loss"]:
       best.update(theta=np.array(theta), loss=loss, iteration=i)

@@ -475,22 +475,25 @@ def test_a_few_es_iterations_lower_the_meta_loss_on_a_tiny_family():
   assert np.isfinite(after) and after < before
 
 
-def test_the_meta_loss_judges_the_end_of_the_run():
+@pytest.mark.parametrize("decisions", [None, 8])
+def test_the_meta_loss_judges_the_end_of_the_run(decisions):
   """The meta-loss of one draw is the formula on its own run: half the log of the mean loss
   of the last tenth of the updates over L_0, half the log of the final held-out loss over
   L_0 (L_0 the held-out loss at initialisation), each clipped; replayed here update by update
-  with the controller the meta-objective builds."""
+  with the controller the meta-objective builds (with ``decisions=8`` over 40 updates, the
+  network deciding every 5th)."""
   horizon, seed = 40, 3
-  w = {k: jnp.zeros_like(v) for k, v in L.init_weights(jax.random.PRNGKey(0), 4).items()}
+  w = _random_weights(hidden=4)
   d = meta.Draw("linear", "adamw", seed, horizon, True, 0.03)
-  got = float(meta.evaluate(w, [d], {"linear": meta.linear})[0])
+  got = float(meta.evaluate(w, [d], {"linear": meta.linear}, decisions=decisions)[0])
   init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
   params, loss_fn = meta.linear(init_key)
   held = lambda p: np.mean([float(loss_fn(p, jax.random.fold_in(data_key, 10**7 + i)))  # noqa
                             for i in range(meta.HELD_OUT_BATCHES)])
   l0 = held(params)
   tx = lrjax.learned_controller(meta.base_optimizer("adamw"), init_value=0.03, weights=w,
-                                total_steps=horizon)
+                                total_steps=horizon,
+                                every=1 if decisions is None else horizon // decisions)
   state, losses = tx.init(params), []
   for t in range(horizon):
     loss, grads = jax.value_and_grad(loss_fn)(params, jax.random.fold_in(data_key, t))
@@ -574,7 +577,41 @@ def test_diverged_inner_runs_get_the_worst_score_not_nan():
     (dict(pairs=0), "pairs must be an integer >= 1"),
     (dict(sigma=0.0), "sigma must be a finite number > 0"),
     (dict(task_family=3), "task_family must be None, a task function or a dict"),
+    (dict(decisions=0), "decisions must be an integer >= 1"),
 ])
 def test_meta_train_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match="lrjax.meta_train: " + message):
     meta.meta_train(**kwargs)
+
+
+def test_cli_meta_train_passes_its_settings_and_refuses_bad_ones(tmp_path, capsys, monkeypatch):
+  """``lrjax meta-train`` in process, its training replaced by a stand-in that records what it
+  was given: ``--decisions`` reaches ``meta_train`` and the file's metadata (only when given);
+  bad arguments are one-line errors (exit 2)."""
+  from conftest import run_cli
+  seen = []
+  zero = {k: np.zeros_like(v) for k, v in L.init_weights(jax.random.PRNGKey(0), 16).items()}
+
+  def stand_in(**kwargs):
+    seen.append(kwargs)
+    return meta.MetaTrainResult(weights=zero, history=[], lbfgs_history=[], validation=[],
+                                wall_time=0.0, iterations=kwargs["iterations"],
+                                final_weights=zero, best_iteration=0)
+  monkeypatch.setattr(meta, "meta_train", stand_in)
+  out, plain = str(tmp_path / "w.npz"), str(tmp_path / "plain.npz")
+  r = run_cli(capsys, "meta-train", "--out", out, "--iterations", "3", "--decisions", "300",
+              "--quiet")
+  assert r.returncode == 0, r.stderr
+  assert seen[-1]["decisions"] == 300 and seen[-1]["iterations"] == 3
+  with np.load(out) as f:
+    assert int(f["meta_decisions"]) == 300 and int(f["meta_iterations"]) == 3
+  assert set(L.load_weights(out)) == set(L.WEIGHT_KEYS)
+  assert run_cli(capsys, "meta-train", "--out", plain, "--quiet").returncode == 0
+  assert seen[-1]["decisions"] is None
+  with np.load(plain) as f:
+    assert "meta_decisions" not in f.files
+  for args, match in [(("--decisions", "0"), "--decisions"),
+                      (("--out", str(tmp_path / "w.txt")), "must name an .npz file"),
+                      (("--out", str(tmp_path / "no" / "w.npz")), "no writable folder")]:
+    r = run_cli(capsys, "meta-train", "--quiet", *args)
+    assert r.returncode == 2 and match in r.stderr, (args, r.stderr)

@@ -390,13 +390,13 @@ def _bias_correction(count: jax.Array) -> jax.Array:
   return jnp.sqrt(1.0 - b2 ** n) / (1.0 - b1 ** n)
 
 
-def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, every: int,
+def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, every: Any,
                min_value: Any, max_value: Any, total_steps: Optional[int],
                axis_name: Optional[str], settings: dict[str, Any], reset_hidden: bool = False,
                policy: Optional[Callable[..., Any]] = None, warmup_steps: Any = 0,
                anneal: bool = False) -> optax.GradientTransformationExtraArgs:
   """The transform without argument checks (``learned_controller`` checks; meta-training
-  builds it with traced weights, starting rate and ``total_steps``, 0 for unknown).
+  builds it with traced weights, starting rate, ``total_steps`` (0 for unknown) and ``every``).
 
   ``init_value`` ``None``: the base is the running estimate (``estimate``), else this
   constant. ``policy(weights, hidden, inputs) -> (hidden, Δ)`` replaces the GRU
@@ -497,7 +497,7 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
       return new_hidden, grown * jnp.exp(delta), x
 
     keep = lambda _: (state.hidden, grown, state.inputs)  # noqa: E731
-    if every == 1:
+    if isinstance(every, int) and every == 1:
       hidden, lr, inputs = decide(None)
     else:  # the GRU only at a decision (the statistics are a few scalars: every update)
       at = (optax.safe_increment(state.count) % every) == 0
