@@ -21,7 +21,8 @@ Variants (no rate to choose in any of them):
 - ``prodigy + warmup-cosine`` -- ``optax.contrib.prodigy`` under Optax's warmup-cosine at peak 1
   (its warmup starting at 1/W);
 - any of the controller's names followed by ``, every K`` (e.g. ``shipped, every 3``): the
-  network decides every ``K`` updates.
+  network decides every ``K`` updates (without it: at every update, as meta-training runs it);
+  ``, every auto``: ``learned_controller``'s default, every ``total_steps // 300`` updates.
 
 Usage:
   python benchmarks/controller_dev.py [--structures quadratic,...] [--horizons 300,1000]
@@ -94,9 +95,11 @@ def variant(name: str, steps: int, weights: dict):
     return lambda _: optax.contrib.prodigy(shape, weight_decay=WEIGHT_DECAY)
   base, *options = name.split(", ")
   total = None if "no horizon" in options else steps
-  every = [int(o.split()[1]) for o in options if o.startswith("every ")]
+  # "every K": decide every K updates; "every auto": the default, total_steps // DECISIONS.
+  every = [o.split()[1] for o in options if o.startswith("every ")]
+  k = None if every and every[0] == "auto" else int(every[0]) if every else 1
   return lambda _: lrjax.learned_controller(adamw, total_steps=total, weights=weights[base],
-                                            every=every[0] if every else 1)
+                                            every=k)
 
 
 def main():
