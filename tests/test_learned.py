@@ -189,8 +189,9 @@ def test_by_default_a_known_horizon_gets_about_DECISIONS_decisions():
   run = lambda **kw: _quadratic_run(lrjax.learned_controller(  # noqa: E731
       optax.sgd, init_value=0.01, weights=w, **kw), steps=12)[0]
   long = 4 * L.DECISIONS
-  np.testing.assert_array_equal(run(total_steps=long), run(total_steps=long, every=4))
-  assert not np.array_equal(run(total_steps=long), run(total_steps=long, every=1))
+  default = run(total_steps=long)
+  np.testing.assert_array_equal(default, run(total_steps=long, every=4))
+  assert not np.array_equal(default, run(total_steps=long, every=1))
   np.testing.assert_array_equal(run(total_steps=2 * L.DECISIONS - 1),
                                 run(total_steps=2 * L.DECISIONS - 1, every=1))
   np.testing.assert_array_equal(run(), run(every=1))
@@ -494,11 +495,16 @@ def test_the_meta_loss_judges_the_end_of_the_run(decisions):
   tx = lrjax.learned_controller(meta.base_optimizer("adamw"), init_value=0.03, weights=w,
                                 total_steps=horizon,
                                 every=1 if decisions is None else horizon // decisions)
-  state, losses = tx.init(params), []
-  for t in range(horizon):
+
+  @jax.jit  # one compiled update, called from a host loop of `horizon` updates
+  def step(params, state, t):
     loss, grads = jax.value_and_grad(loss_fn)(params, jax.random.fold_in(data_key, t))
     updates, state = tx.update(grads, state, params, value=loss)
-    params = optax.apply_updates(params, updates)
+    return optax.apply_updates(params, updates), state, loss
+
+  state, losses = tx.init(params), []
+  for t in range(horizon):
+    params, state, loss = step(params, state, t)
     losses.append(float(loss))
   clip = lambda r: min(max(r, meta.LOG_FLOOR), meta.LOG_CAP)  # noqa: E731
   expected = (0.5 * clip(np.log(np.mean(losses[-(horizon // 10):]) / l0))
