@@ -41,16 +41,12 @@ import numpy as np
 import optax
 
 import lrjax
+from learned_controller import adamw, build, final_training_loss  # the benchmark beside this
 from lrjax import meta
 from lrjax.transforms import _learned
 
-WEIGHT_DECAY = 1e-4
 PEAKS = np.asarray([10 ** (k / 2) for k in range(-9, 1)], np.float32)  # 3e-5 ... 1
 FIRST_SEED = 1000
-
-
-def adamw(lr):
-  return optax.adamw(lr, weight_decay=WEIGHT_DECAY)
 
 
 def unroll(task, make_tx, steps):
@@ -70,29 +66,16 @@ def unroll(task, make_tx, steps):
   return run
 
 
-def final(losses: np.ndarray) -> np.ndarray:
-  tail = losses[..., -max(losses.shape[-1] // 10, 1):].mean(-1)
-  return np.where(~np.isfinite(tail) | (tail > losses[..., 0]), np.inf, tail)
-
-
 def geometric_mean(ratios: np.ndarray) -> float:
   """Of ratios clipped to [1e-6, 1e6]: a run that memorised its data to a loss of exactly 0,
   or one that diverged, counts as that bound rather than as 0 or ∞."""
   return float(np.exp(np.mean(np.log(np.clip(ratios, 1e-6, 1e6)))))
 
 
-def warmup_cosine(steps):
-  w = max(steps // 10, 1)
-  return optax.warmup_cosine_decay_schedule(0.0, 1.0, w, steps)
-
-
 def variant(name: str, steps: int, weights: dict):
   """``setting -> transform`` of a variant (the setting is unused: none has a rate)."""
   if name == "prodigy + warmup-cosine":
-    w = max(steps // 10, 1)
-    cosine = optax.cosine_decay_schedule(1.0, steps - w)
-    shape = lambda c: jnp.where(c < w, (c + 1.0) / w, cosine(c - w))  # noqa: E731
-    return lambda _: optax.contrib.prodigy(shape, weight_decay=WEIGHT_DECAY)
+    return lambda _: build(name, None, steps)
   base, *options = name.split(", ")
   total = None if "no horizon" in options else steps
   # "every K": decide every K updates; "every auto": the default, total_steps // DECISIONS.
@@ -109,7 +92,8 @@ def main():
   parser.add_argument("--seeds", type=int, default=6)
   parser.add_argument("--weights", default=None, help="a weights file to judge beside the others")
   parser.add_argument("--variants", default=None,
-                      help="the variants to run, separated by ';' (their names hold commas); default: all")
+                      help="the variants to run, separated by ';' (their names hold "
+                      "commas); default: all")
   args = parser.parse_args()
   zero = {k: np.zeros_like(v) for k, v in _learned.load_weights().items()}
   weights = {"rule": zero, "shipped": None}
@@ -130,17 +114,15 @@ def main():
     print("|---|---:|" + "---:|" * len(names))
     for structure in args.structures.split(","):
       task = meta.FAMILY[structure]
-      shape = warmup_cosine(steps)
-      tuned_tx = lambda peak: optax.inject_hyperparams(optax.adamw)(  # noqa: E731
-          learning_rate=lambda c: peak * shape(c), weight_decay=WEIGHT_DECAY)
+      tuned_tx = lambda peak: build("warmup_cosine", peak, steps)  # noqa: E731
       grid = jax.jit(jax.vmap(jax.vmap(unroll(task, tuned_tx, steps), (None, 0)), (0, None)))
-      finals = final(np.asarray(grid(seeds, jnp.asarray(PEAKS)), np.float64))
+      finals = final_training_loss(np.asarray(grid(seeds, jnp.asarray(PEAKS)), np.float64))
       best = int(np.argmin(np.mean(np.log(finals), 0)))
       tuned = finals[:, best]
       cells = []
       for name in names:
         run = jax.jit(jax.vmap(unroll(task, variant(name, steps, weights), steps), (0, None)))
-        r = final(np.asarray(run(seeds, 0.0), np.float64)) / tuned
+        r = final_training_loss(np.asarray(run(seeds, 0.0), np.float64)) / tuned
         ratios[name].extend(r.tolist())
         cells.append(f"{geometric_mean(r):.2f} (worst {np.max(r):.2f})")
       print(f"| {structure} | {PEAKS[best]:.3g} | " + " | ".join(cells) + " |", flush=True)

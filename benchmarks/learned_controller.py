@@ -173,6 +173,13 @@ def build(method: str, lr, steps: int, total_steps=True):
                                                weight_decay=WEIGHT_DECAY)
 
 
+def final_training_loss(losses: np.ndarray) -> np.ndarray:
+  """The mean loss of the last 10% of updates (last axis); ∞ for a diverged run, one whose
+  final loss is not finite or above its first loss."""
+  final = losses[..., -max(losses.shape[-1] // 10, 1):].mean(-1)
+  return np.where(~np.isfinite(final) | (final > losses[..., 0]), np.inf, final)
+
+
 def runs(task, make_tx, lrs, seeds, steps):
   """Final training loss, first loss, held-out loss, per-update losses and LRs of every
   (lr, seed): arrays of shape (len(lrs), len(seeds), ...)."""
@@ -186,10 +193,9 @@ def runs(task, make_tx, lrs, seeds, steps):
                      fn(grid_lr, grid_seed))
   held_out, losses, lrs_out = out.eval_loss[..., -1], out.loss, out.lr
   losses = np.asarray(losses, np.float64)
-  tail = max(steps // 10, 1)
-  final = losses[..., -tail:].mean(-1)
-  diverged = ~np.isfinite(final) | (final > losses[..., 0])
-  return dict(final=np.where(diverged, np.inf, final), diverged=diverged,
+  final = final_training_loss(losses)
+  diverged = np.isinf(final)
+  return dict(final=final, diverged=diverged,
               held_out=np.where(diverged, np.inf, np.asarray(held_out, np.float64)),
               losses=losses, lrs=np.asarray(lrs_out, np.float64))
 

@@ -178,8 +178,8 @@ def patch_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   sizes, computed as ``patches @ kernel.reshape(-1, out)`` where ``patches`` concatenates the
   ``kh * kw`` shifted windows of the zero-padded input. XLA's CPU backend computes the
   gradient of a small convolution with a slow generic loop; as a matrix product the digits
-  CNN's update runs about 4x faster there (300 updates: 2.1 s to 0.56 s). The sums run in another order, so values agree with
-  the convolution's to float32 rounding.
+  CNN's update runs about 4x faster there (300 updates: 2.1 s to 0.56 s). The sums run in
+  another order, so values agree with the convolution's to float32 rounding.
 
   Example:
     >>> import jax, jax.numpy as jnp
