@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 import sys
@@ -47,15 +48,25 @@ _SLOW_FIRST = ("test_multiprocess.py", "test_examples_and_docs.py", "test_learne
                "test_peer_suites.py", "test_values.py", "test_stateful.py", "test_step_cost.py")
 
 
+@contextlib.contextmanager
+def optimized(on=True):
+  """Programs compiled inside it get LLVM's passes (see the top of this file): for a module
+  fixture that trains long (fixtures run between tests, outside a test's mark)."""
+  default = jax.config.read("jax_disable_most_optimizations")
+  if on:
+    jax.config.update("jax_disable_most_optimizations", False)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", default)
+
+
 @pytest.fixture(autouse=True)
 def _xla_optimization(request):
   """Compiles an `optimized` test's programs with LLVM's passes on, every other one's without
-  (see the top of this file); module fixtures run between tests, with the default."""
-  default = jax.config.read("jax_disable_most_optimizations")
-  if request.node.get_closest_marker("optimized") is not None:
-    jax.config.update("jax_disable_most_optimizations", False)
-  yield
-  jax.config.update("jax_disable_most_optimizations", default)
+  (see the top of this file)."""
+  with optimized(request.node.get_closest_marker("optimized") is not None):
+    yield
 
 
 def pytest_collection_modifyitems(config, items):

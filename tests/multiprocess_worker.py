@@ -4,8 +4,8 @@ Every case trains a linear model for ``STEPS`` updates on a global batch sharded
 devices of all processes (``jax.make_array_from_process_local_data``: each process feeds its
 own rows), with ``jit`` and ``NamedSharding`` (``mode="jit"``) or ``shard_map`` with
 ``axis_name`` (``mode="shard_map"``); one orbax checkpoint of every case half-way, written by
-every process, is restored by every process and every case continues. Results go to
-``OUT/<case>_<mode>_<pid>.npz``.
+every process, is restored by every process and every case continues. The cases of one mode update together in
+one compiled program (``Group``). Results go to ``OUT/<case>_<mode>_<pid>.npz``.
 
   python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT [CASES]
 """
@@ -40,10 +40,12 @@ def global_batch(t):
   return x, y
 
 
-class Case:
-  """One case on the global mesh: its jitted step, init and global batches."""
+class Group:
+  """Every case of one mode on the global mesh in one program: ``run`` applies updates
+  ``start..stop-1`` to all of them in a ``fori_loop`` (the global batches stacked, each process
+  holding its own rows), so a mode compiles one update program and one init, not one per case."""
 
-  def __init__(self, name, mode):
+  def __init__(self, names, mode):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -51,49 +53,56 @@ class Case:
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     mesh = Mesh(np.array(jax.devices()), ("batch",))
+    self.names = list(names)
     self.replicated = replicated = NamedSharding(mesh, P())
-    self.sharded = NamedSharding(mesh, P("batch"))
-    tx = cases()[name]("batch" if mode == "shard_map" else None)
+    self.sharded = NamedSharding(mesh, P(None, "batch"))
+    built = cases()
+    txs = {n: built[n]("batch" if mode == "shard_map" else None) for n in self.names}
 
     def loss_fn(params, x, y):
       return jnp.mean((x @ params["w"] - y) ** 2)
 
-    if mode == "jit":
-      def step(params, state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        updates, state = tx.update(grads, state, params, value=loss)
-        return optax.apply_updates(params, updates), state
-      self.step = jax.jit(step, out_shardings=(replicated, replicated))
-    else:
-      def local_step(params, state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+    def update(tx, params, state, x, y):
+      loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+      if mode == "shard_map":
         grads = jax.lax.pmean(grads, "batch")  # data parallel; the schedule averages the loss
-        updates, state = tx.update(grads, state, params, value=loss)
-        return optax.apply_updates(params, updates), state
-      self.step = jax.jit(jax.shard_map(local_step, mesh=mesh,
-                                        in_specs=(P(), P(), P("batch"), P("batch")),
-                                        out_specs=(P(), P()), check_vma=False))
-    self.init_state = jax.jit(tx.init, out_shardings=replicated)  # one program for every init
+      updates, state = tx.update(grads, state, params, value=loss)
+      return optax.apply_updates(params, updates), state
+
+    def run(trees, xs, ys, start, stop):
+      def body(t, trees):
+        return {n: update(txs[n], *trees[n], xs[t], ys[t]) for n in self.names}
+      return jax.lax.fori_loop(start, stop, body, trees)
+
+    if mode == "jit":
+      self.run = jax.jit(run, out_shardings=replicated)
+    else:
+      self.run = jax.jit(jax.shard_map(run, mesh=mesh,
+                                       in_specs=(P(), P(None, "batch"), P(None, "batch"), P(),
+                                                 P()),
+                                       out_specs=P(), check_vma=False))
+    self.init_states = jax.jit(lambda p: {n: txs[n].init(p) for n in self.names},
+                               out_shardings=replicated)
+    rows = ROWS // jax.process_count()
+    lo = jax.process_index() * rows
+    batches = [global_batch(t) for t in range(STEPS)]
+    self.batches = [
+        jax.make_array_from_process_local_data(self.sharded, a[:, lo:lo + rows], a.shape)
+        for a in (np.stack([b[0] for b in batches]), np.stack([b[1] for b in batches]))]
 
   def init(self):
+    """{case: (params, state)} before the first update."""
     import jax
     import jax.numpy as jnp
     params = jax.device_put({"w": jnp.zeros(DIM)}, self.replicated)
-    return params, self.init_state(params)
+    states = self.init_states(params)
+    return {n: (params, states[n]) for n in self.names}
 
-  def batch(self, t):
+  def train(self, trees, start, stop):
     import jax
-    rows = ROWS // jax.process_count()
-    lo = jax.process_index() * rows
-    x, y = global_batch(t)
-    return (jax.make_array_from_process_local_data(self.sharded, x[lo:lo + rows], x.shape),
-            jax.make_array_from_process_local_data(self.sharded, y[lo:lo + rows], y.shape))
-
-  def train(self, params, state, ts):
-    import jax
-    for t in ts:
-      params, state = jax.block_until_ready(self.step(params, state, *self.batch(t)))
-    return params, state
+    import jax.numpy as jnp
+    return jax.block_until_ready(self.run(trees, *self.batches, jnp.int32(start),
+                                          jnp.int32(stop)))
 
   def template(self, tree):
     import jax
@@ -107,32 +116,28 @@ def local(tree):
   return [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(tree)]
 
 
-def run_case(name, mode):
-  """One process's leaves of one case after STEPS updates (the one-process reference)."""
-  case = Case(name, mode)
-  return local(case.train(*case.init(), range(STEPS)))
+def run_straight(names, mode):
+  """{case: this process's leaves after STEPS updates} (the one-process reference)."""
+  group = Group(names, mode)
+  return {n: local(tree) for n, tree in group.train(group.init(), 0, STEPS).items()}
 
 
-def run_all(keys, ckpt_dir):
-  """Every case's leaves after STEPS updates, straight and resumed: all cases trained to HALF
-  are written in one orbax checkpoint by every process, restored by every process, continued."""
+def run_all(names, ckpt_dir):
+  """{(case, mode): (leaves after STEPS updates straight, resumed)}: every case of every mode
+  trained to HALF is written in one orbax checkpoint by every process, restored by every
+  process, and continued."""
   import orbax.checkpoint as ocp
-  built = {key: Case(*key) for key in keys}
-  straight = {key: local(c.train(*c.init(), range(STEPS))) for key, c in built.items()}
-  half = {f"{n}_{m}": dict(zip(("params", "opt_state"), c.train(*c.init(), range(HALF))))
-          for (n, m), c in built.items()}
+  groups = {mode: Group(names, mode) for mode in ("jit", "shard_map")}
+  straight = {m: g.train(g.init(), 0, STEPS) for m, g in groups.items()}
+  half = {m: g.train(g.init(), 0, HALF) for m, g in groups.items()}
   checkpointer = ocp.StandardCheckpointer()
   path = os.path.join(ckpt_dir, "half")
   checkpointer.save(path, half)
   checkpointer.wait_until_finished()
-  template = {f"{n}_{m}": c.template(dict(zip(("params", "opt_state"), c.init())))
-              for (n, m), c in built.items()}
+  template = {m: g.template(g.init()) for m, g in groups.items()}
   restored = checkpointer.restore(path, template)
-  resumed = {}
-  for (n, m), c in built.items():
-    r = restored[f"{n}_{m}"]
-    resumed[n, m] = local(c.train(r["params"], r["opt_state"], range(HALF, STEPS)))
-  return {key: (straight[key], resumed[key]) for key in keys}
+  resumed = {m: g.train(restored[m], HALF, STEPS) for m, g in groups.items()}
+  return {(n, m): (local(straight[m][n]), local(resumed[m][n])) for m in groups for n in names}
 
 
 def main():
@@ -147,10 +152,10 @@ def main():
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=nproc,
                              process_id=pid, initialization_timeout=60)
-  keys = [(name, mode) for name in names or sorted(cases()) for mode in ("jit", "shard_map")]
-  for (name, mode), (straight, resumed) in run_all(keys, os.path.join(out, "ckpt")).items():
+  results = run_all(names or sorted(cases()), os.path.join(out, "ckpt"))
+  for (name, mode), (straight, resumed) in results.items():
     np.savez(os.path.join(out, f"{name}_{mode}_{pid}.npz"), *straight, *resumed)
-  print(f"process {pid}: {len(keys)} cases done", flush=True)
+  print(f"process {pid}: {len(results)} cases done", flush=True)
   jax.distributed.shutdown()
 
 

@@ -65,9 +65,17 @@ def _load(path):
   return arrays[:half], arrays[half:]
 
 
+@pytest.fixture(scope="module")
+def one_process():
+  """{mode: {case: leaves}} on this process's 8 devices, the reference (one program a mode)."""
+  if jax.device_count() < 8:
+    pytest.skip("the one-process reference needs 8 devices")
+  return {mode: worker.run_straight(NAMES, mode) for mode in MODES}
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", NAMES)
-def test_processes_agree_resume_and_equal_one_process(two_processes, name, mode):
+def test_processes_agree_resume_and_equal_one_process(two_processes, one_process, name, mode):
   straight0, resumed0 = _load(two_processes / f"{name}_{mode}_0.npz")
   straight1, resumed1 = _load(two_processes / f"{name}_{mode}_1.npz")
   for a, b in zip(straight0, straight1):
@@ -76,9 +84,7 @@ def test_processes_agree_resume_and_equal_one_process(two_processes, name, mode)
     np.testing.assert_array_equal(a, b)  # restored by both, continued bit-identically
   for a, b in zip(straight1, resumed1):
     np.testing.assert_array_equal(a, b)
-  if jax.device_count() < 8:
-    pytest.skip("the one-process reference needs 8 devices")
-  reference = worker.run_case(name, mode)
+  reference = one_process[mode][name]
   # Sums split over 8 devices round differently from one device's: a statistic that is a
   # difference of such sums (the learned controller's cosine of successive gradients, 0.1 here
   # from terms of order 1) differs by a few float32 ulps of its terms, ~1e-6.

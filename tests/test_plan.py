@@ -14,7 +14,7 @@ import pytest
 
 import lrjax
 from lrjax import plan
-from conftest import run_cli
+from conftest import optimized, run_cli
 from lrjax.plan._cli import baselines
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -137,7 +137,8 @@ def test_source_parameters_reproduce_the_source_metrics(public_25m):
 @pytest.fixture(scope="module")
 def fitted_25m(public_25m):
   train, _ = public_25m
-  return plan.fit(train)
+  with optimized():
+    return plan.fit(train)
 
 
 def test_fit_on_three_public_curves_predicts_the_other_six(public_25m, fitted_25m):
@@ -151,6 +152,7 @@ def test_fit_on_three_public_curves_predicts_the_other_six(public_25m, fitted_25
   assert again == fitted_25m
 
 
+@pytest.mark.optimized  # L-BFGS loops run long enough for LLVM's passes to pay
 def test_fit_recovers_a_law_from_its_own_curves():
   """Noise-free curves made by the formula: the fit reproduces them and predicts a new one."""
   n = 3000
@@ -186,6 +188,7 @@ def multi_power_formula_fast(p, lrs, steps):
   return np.array(out)
 
 
+@pytest.mark.optimized  # L-BFGS loops run long enough for LLVM's passes to pay
 def test_optimize_plans_below_cosine_and_wsd():
   law = plan.Law("multi_power", SOURCE_25M)
   total, peak, warm = 6000, 3e-4, 500
@@ -205,6 +208,7 @@ def test_optimize_plans_below_cosine_and_wsd():
   assert table["planned"] == pytest.approx(exact.final_loss(values), rel=2e-5)
 
 
+@pytest.mark.optimized  # L-BFGS loops run long enough for LLVM's passes to pay
 def test_optimize_moves_small_drops():
   """A law on which L-BFGS alone stalled above WSD (charlm's in benchmarks/plan.py): with the
   Adam phase the plan ends below WSD and below the L-BFGS-only plan."""
@@ -281,6 +285,7 @@ def test_bad_arguments_are_clear_errors():
     law.final_loss(lrjax.constant(1e-3))
 
 
+@pytest.mark.optimized  # L-BFGS loops run long enough for LLVM's passes to pay
 def test_cli_fit_predict_optimize(tmp_path, capsys):
   law = plan.Law("multi_power", SOURCE_25M)
   paths = []

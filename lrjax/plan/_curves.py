@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+import jax
+
 LRS_PREFIX = "# lrs:"
 
 
@@ -37,6 +39,10 @@ class Curve(NamedTuple):
   name: str = "curve"
 
 
+# An lrjax schedule evaluated with the schedule an argument: one program per structure and length.
+_evaluate = jax.jit(lambda schedule, steps: schedule(steps))
+
+
 def rates(fn: str, lrs: Any, length: int) -> np.ndarray:
   """``lrs`` as float64 rates of updates ``0 .. length - 1`` (a schedule is evaluated there)."""
   if callable(lrs):
@@ -44,7 +50,10 @@ def rates(fn: str, lrs: Any, length: int) -> np.ndarray:
     if isinstance(lrs, StatefulSchedule):
       raise ValueError(f"lrjax.plan.{fn}: a stateful schedule's rate depends on the training "
                        "signal; give the rates it produced (an array) instead")
-    values = np.asarray(lrs(np.arange(length)), dtype=np.float64)
+    from lrjax.schedules import Schedule
+    steps = np.arange(length)
+    values = np.asarray(_evaluate(lrs, steps) if isinstance(lrs, Schedule) else lrs(steps),
+                        dtype=np.float64)
     if values.shape != (length,):
       raise ValueError(f"lrjax.plan.{fn}: the schedule returned shape {values.shape} for "
                        f"{length} steps")
