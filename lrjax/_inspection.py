@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lrjax import _packed
 from lrjax._numerics import as_float
 from lrjax.schedules._base import as_schedule
 from lrjax.transforms._as_transform import AsTransformState
@@ -62,8 +63,9 @@ def find_in_state(node: Any, read: Callable[[Any], Any]) -> Any:
 
 
 def _fields(node: Any) -> tuple[str, ...]:
-  """The field names of a ``NamedTuple`` state (``()`` for anything else)."""
-  return getattr(node, "_fields", ()) if isinstance(node, tuple) else ()
+  """The field names of a ``NamedTuple`` or packed state (``()`` for anything else)."""
+  return (getattr(node, "_fields", ()) if isinstance(node, (tuple, _packed.PackedState))
+          else ())
 
 
 def _lr_parts(node: Any):

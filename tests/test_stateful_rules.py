@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import lrjax
+from lrjax import _packed
 from conftest import assert_same_run
 from stateful_cases import CASE_IDS, CASES, PARAM_LIKE, SCHEDULE_CASES
 from test_devices_and_checkpoints import block
@@ -98,7 +99,9 @@ def test_counters_saturate_instead_of_wrapping(case):
     named = getattr(last, "name", None)
     return big if named in ("count", "num_nonfinite") else leaf
 
-  state = jax.tree_util.tree_map_with_path(set_counters, tx.init(params))
+  # Found by name in the unpacked fields (a stateful schedule stores its scalars packed).
+  state = _packed.repacked(jax.tree_util.tree_map_with_path(
+      set_counters, _packed.unpacked(tx.init(params))))
   params, state = _run(tx, params, state, [np.nan, 0.0, 0.0])
   s = case.lrjax_state(state)
   assert int(s.count) == 2**31 - 1 and int(s.num_nonfinite) == 2**31 - 1

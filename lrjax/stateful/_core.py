@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrjax import _guard
+from lrjax import _guard, _packed
 from lrjax._guard import GuardState, guard_args, guard_step, init_guard  # noqa: F401
 from lrjax._numerics import as_float, counter, float_dtype, increment_if, read_value
 from lrjax.schedules._base import Configurable, dataclass_transform, schedule_class, static
@@ -33,8 +33,21 @@ _T = TypeVar("_T")
 SIGNALS = ("update", "observe")
 
 
-class ScheduleState(NamedTuple):
-  """State of an lrjax stateful schedule.
+class ScheduleFields(NamedTuple):
+  """The named fields of a :class:`ScheduleState` (its logical layout)."""
+
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
+  scale: jax.Array  # shape=(), dtype=float32.
+  lr: jax.Array  # shape=(), dtype=float32.
+  num_nonfinite: jax.Array  # shape=(), dtype=int32.
+  guard: GuardState  # a few scalars.
+  stats: Any
+  schedule: Any  # the StatefulSchedule (a pytree; a few scalar leaves).
+
+
+@_packed.register
+class ScheduleState(_packed.PackedState):
+  """State of an lrjax stateful schedule (its scalars stored packed: ``lrjax._packed``).
 
   The learning rate at update ``count`` is ``clip(base(count) * scale,
   min_value, max_value)``.
@@ -53,13 +66,8 @@ class ScheduleState(NamedTuple):
       how it decides, so ``lrjax.observe`` can make a decision on it wherever it
       sits in an optimizer state (and a checkpoint records the settings).
   """
-  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
-  scale: jax.Array  # shape=(), dtype=float32.
-  lr: jax.Array  # shape=(), dtype=float32.
-  num_nonfinite: jax.Array  # shape=(), dtype=int32.
-  guard: GuardState  # a few scalars.
-  stats: Any
-  schedule: Any  # the StatefulSchedule (a pytree; a few scalar leaves).
+  _logical = ScheduleFields
+  __slots__ = ()
 
   def log_scalars(self) -> tuple[str, dict[str, Any]]:
     """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
@@ -204,7 +212,7 @@ class StatefulSchedule(Configurable):
                          num_nonfinite=counter(), guard=init_guard(), stats=self._init_stats(),
                          schedule=jax.tree.map(_as_array, self))
 
-  def __call__(self, state: ScheduleState, **extra_args: Any) -> jax.Array:
+  def __call__(self, state: ScheduleState | ScheduleFields, **extra_args: Any) -> jax.Array:
     """The learning rate for the update at ``state.count``."""
     del extra_args
     return self.rate_at(state.count, state.scale, state.guard.ceiling)
@@ -216,6 +224,10 @@ class StatefulSchedule(Configurable):
     untouched and is counted in ``num_nonfinite``. Then the spike guard: on a
     spike the scale is multiplied by ``guard_cut`` and the statistics restart.
     """
+    return ScheduleState(*self._observe_fields(state.view(), value))
+
+  def _observe_fields(self, state: ScheduleFields, value: Any) -> ScheduleFields:
+    """``observe`` on the unpacked fields (so an update packs its state once)."""
     v, finite = read_value(value, self.axis_name, f"lrjax.{self.name}")
     stats, scale = self._decide(state.stats, state.scale, self(state), jnp.where(finite, v, 0))
     stats, scale = optax.tree.where(finite, (stats, scale), (state.stats, state.scale))
@@ -254,7 +266,8 @@ class StatefulSchedule(Configurable):
       The next state: ``count + 1`` and ``lr`` the rate this update used.
     """
     del extra_args
-    observed = state
+    fields = state.view()
+    observed = fields
     if self.signal == "update":
       if value is None:
         raise TypeError(
@@ -262,5 +275,5 @@ class StatefulSchedule(Configurable):
             "update: signal='update' decides on it), e.g. tx.update(grads, state, params, "
             "value=loss); build the schedule with signal='observe' to decide on a metric fed "
             "by lrjax.observe instead")
-      observed = self.observe(state, value)
-    return observed._replace(count=increment_if(state.count), lr=self(state))
+      observed = self._observe_fields(fields, value)
+    return ScheduleState(*observed._replace(count=increment_if(fields.count), lr=self(fields)))
