@@ -8,14 +8,29 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lrjax import _packed
 from lrjax import _validation as v
 from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import all_finite, as_float, choose_bits, device_mean, vdot
 from lrjax.transforms._lr_owner import LROwner
 
 
-class HypergradientState(NamedTuple):
-  """State of ``hypergradient``.
+class HypergradientFields(NamedTuple):
+  """The named fields of a :class:`HypergradientState` (its logical layout)."""
+
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
+  lr: jax.Array  # shape=(), dtype=float32.
+  num_nonfinite: jax.Array  # shape=(), dtype=int32.
+  inner_state: Any
+  guard: GuardState  # the spike guard's scalars; num_spikes counts the spikes caught.
+  hypergradient: jax.Array  # shape=(), dtype=float32.
+  prev_direction: Any  # like params.
+
+
+@_packed.register
+class HypergradientState(_packed.PackedState):
+  """State of ``hypergradient`` (its scalars stored packed, the inner optimizer's included:
+  ``lrjax._packed``).
 
   Attributes:
     count: updates so far (saturating).
@@ -25,13 +40,8 @@ class HypergradientState(NamedTuple):
     hypergradient: the last :math:`h_t = g_t \\cdot u_{t-1}`.
     prev_direction: the inner optimizer's previous direction :math:`u_{t-1}` (one copy of params).
   """
-  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
-  lr: jax.Array  # shape=(), dtype=float32.
-  num_nonfinite: jax.Array  # shape=(), dtype=int32.
-  inner_state: Any
-  guard: GuardState  # the spike guard's scalars; num_spikes counts the spikes caught.
-  hypergradient: jax.Array  # shape=(), dtype=float32.
-  prev_direction: Any  # like params.
+  _logical = HypergradientFields
+  __slots__ = ()
 
   def log_scalars(self) -> tuple[str, dict[str, Any]]:
     """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
@@ -119,7 +129,8 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
                               guard=init_guard(), hypergradient=as_float(0.0),
                               prev_direction=jax.tree.map(jnp.zeros_like, params))
 
-  def update_fn(updates, state, params=None, **extra_args):
+  def update_fn(updates, packed, params=None, **extra_args):
+    state = packed.view()
     finite = all_finite(updates)
     h = device_mean(vdot(updates, state.prev_direction), axis_name)
     if multiplicative:
