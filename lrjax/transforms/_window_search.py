@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lrjax import _packed
 from lrjax import _validation as v
 from lrjax._numerics import all_finite, as_float, float_dtype, read_value
 from lrjax.schedules._base import as_schedule
@@ -17,8 +18,25 @@ from lrjax.transforms._lr_owner import LROwner
 TRAIN, PROBE, ROLLBACK = 0, 1, 2
 
 
-class WindowSearchState(NamedTuple):
-  """State of ``window_search``.
+class WindowSearchFields(NamedTuple):
+  """The named fields of a :class:`WindowSearchState` (its logical layout)."""
+
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
+  lr: jax.Array  # shape=(), dtype=float32.
+  num_nonfinite: jax.Array  # shape=(), dtype=int32.
+  inner_state: Any
+  multiplier: jax.Array  # shape=(), dtype=float32.
+  phase: jax.Array  # shape=(), dtype=int32.
+  snapshot_params: Any  # like params.
+  snapshot_inner: Any  # like inner_state.
+  probe_losses: jax.Array  # shape=(len(candidates), probe_steps), dtype=float32.
+  scores: jax.Array  # shape=(len(candidates),), dtype=float32.
+  winner: jax.Array  # shape=(), dtype=int32.
+
+
+@_packed.register
+class WindowSearchState(_packed.PackedState):
+  """State of ``window_search`` (its scalars stored packed: ``lrjax._packed``).
 
   Attributes:
     count: updates so far (saturating).
@@ -34,17 +52,8 @@ class WindowSearchState(NamedTuple):
     scores: each candidate's loss forecast to the window's end, from the last search.
     winner: index of the candidate chosen by the last search.
   """
-  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
-  lr: jax.Array  # shape=(), dtype=float32.
-  num_nonfinite: jax.Array  # shape=(), dtype=int32.
-  inner_state: Any
-  multiplier: jax.Array  # shape=(), dtype=float32.
-  phase: jax.Array  # shape=(), dtype=int32.
-  snapshot_params: Any  # like params.
-  snapshot_inner: Any  # like inner_state.
-  probe_losses: jax.Array  # shape=(len(candidates), probe_steps), dtype=float32.
-  scores: jax.Array  # shape=(len(candidates),), dtype=float32.
-  winner: jax.Array  # shape=(), dtype=int32.
+  _logical = WindowSearchFields
+  __slots__ = ()
 
   def log_scalars(self) -> tuple[str, dict[str, Any]]:
     """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
@@ -201,7 +210,8 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
         scores=jnp.full((n,), jnp.nan, float_dtype()),
         winner=jnp.asarray(int(np.argmin(np.abs(cands - 1.0))), jnp.int32))
 
-  def update_fn(updates, state, params=None, *, value, **extra_args):
+  def update_fn(updates, packed, params=None, *, value, **extra_args):
+    state = packed.view()
     owner.require_params(params, "to snapshot and roll back")
     loss, finite = read_value(value, axis_name, f"lrjax.{fn}")
     k = state.count % w
