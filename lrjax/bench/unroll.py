@@ -13,6 +13,7 @@ evaluation on held-out data between them, a callback and I/O only there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -246,6 +247,27 @@ def population(task: Task, build: Callable[[jax.Array], optax.GradientTransforma
   return jax.jit(lambda peaks, seeds: jax.lax.map(run_one, (peaks, seeds), batch_size=batch))
 
 
+def _chunk(task: Task, tx: optax.GradientTransformation) -> Callable[..., Any]:
+  """``jit`` of ``eval_every`` updates of ``unroll`` (the count static) for one task and
+  optimizer."""
+  def run_chunk(params, opt_state, key, n):
+    params, opt_state, curves = unroll(task, tx, params, opt_state, key, n)
+    return params, opt_state, jnp.mean(curves.loss), curves.lr
+  return jax.jit(run_chunk, static_argnums=3)
+
+
+_cached_chunk = functools.lru_cache(maxsize=8)(_chunk)
+
+
+def _chunk_program(task: Task, tx: optax.GradientTransformation) -> Callable[..., Any]:
+  """``_chunk`` of ``(task, tx)``, the same compiled program for the same pair (the last few
+  kept): ``train`` called again on them does not trace and compile again."""
+  try:
+    return _cached_chunk(task, tx)
+  except TypeError:  # a task or optimizer that cannot be hashed: a program for this call
+    return _chunk(task, tx)
+
+
 def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 0,
           eval_every: int = 50,
           on_eval: Optional[Callable[[int, dict], None]] = None,
@@ -263,11 +285,7 @@ def train(task: Task, tx: optax.GradientTransformation, steps: int, seed: int = 
   params = task.init(init_key)
   opt_state = tx.init(params)
 
-  def run_chunk(params, opt_state, key, n):
-    params, opt_state, curves = unroll(task, tx, params, opt_state, key, n)
-    return params, opt_state, jnp.mean(curves.loss), curves.lr
-
-  chunk = jax.jit(run_chunk, static_argnums=3)
+  chunk = _chunk_program(task, tx)
   evaluate = jax.jit(task.evaluate)
   feed = jax.jit(observe) if observe_eval_loss and has_observer(opt_state) else None
   out: dict[str, list[Any]] = {"steps": [], "train_loss": [], "eval_loss": [], "metric": [],
