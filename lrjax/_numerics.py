@@ -48,6 +48,13 @@ def counter() -> jax.Array:
   return jnp.zeros([], jnp.int32)
 
 
+def strong_types(tree: Any) -> Any:
+  """``tree`` with every weakly typed leaf made strong (same dtype): a jitted step that takes
+  and returns it then sees one input type, not a weak one first (``optax.lbfgs``'s initial
+  state holds weakly typed scalars, so its first step compiled twice)."""
+  return jax.tree.map(lambda x: jnp.asarray(x, jnp.result_type(x)), tree)
+
+
 def increment_if(count: jax.Array, condition: Any = True) -> jax.Array:
   """``count + 1`` where ``condition`` holds, saturating at the dtype's maximum."""
   return jnp.where(condition, optax.safe_increment(count), count)

@@ -61,6 +61,7 @@ import optax
 
 from lrjax import _validation as v
 from lrjax._guard import GUARD_DEFAULTS
+from lrjax._numerics import strong_types
 from lrjax.bench.runner import Progress
 from lrjax.transforms import _learned
 from lrjax.transforms._lr_owner import LROwner
@@ -481,7 +482,7 @@ def fit_by_lbfgs(weights: Any, xs: jax.Array, targets: jax.Array, masks: jax.Arr
   flat = _Flat(weights)
   step, opt = _lbfgs_step(tuple(flat.shapes))
   vec = flat.flat(weights)
-  state = opt.init(vec)
+  state = strong_types(opt.init(vec))
   history = []
   for _ in range(steps):
     vec, state, value = step(vec, state, xs, targets, masks)
