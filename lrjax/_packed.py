@@ -132,6 +132,9 @@ class PackedState:
     return self.view()._asdict()
 
   def _replace(self, **changes: Any):
+    if any(getattr(v, "ndim", 1) != 1 for v in self._vectors):
+      raise ValueError(f"{type(self).__name__}._replace: the state is batched (its scalars have "
+                       "a leading axis); replace fields inside jax.vmap, where each is a scalar")
     return type(self)(*self.view()._replace(**changes))
 
   def __iter__(self):
