@@ -40,6 +40,7 @@ class _Layout(NamedTuple):
   slots: tuple[tuple[str, int], ...]  # per leaf: (vector dtype, index) or ("rest", index)
   dtypes: tuple[str, ...]            # the vectors' dtypes, in child order
   rest_keys: tuple[str, ...]         # the logical path of each non-scalar leaf
+  fields: tuple[tuple[Any, int, int], ...]  # per field: (its treedef, first leaf, end)
 
 
 def _is_scalar(leaf: Any) -> bool:
@@ -83,7 +84,13 @@ def pack(logical: Any) -> tuple[tuple[jax.Array, ...], tuple[Any, ...], _Layout]
       rest_keys.append(jax.tree_util.keystr(path, simple=True, separator="."))
   dtypes = tuple(sorted(groups))
   vectors = tuple(stack_scalars(groups[name], name) for name in dtypes)
-  return vectors, tuple(rest), _Layout(treedef, tuple(slots), dtypes, tuple(rest_keys))
+  fields, start = [], 0
+  for field in logical:
+    structure = jax.tree.structure(field)
+    fields.append((structure, start, start + structure.num_leaves))
+    start += structure.num_leaves
+  return vectors, tuple(rest), _Layout(treedef, tuple(slots), dtypes, tuple(rest_keys),
+                                       tuple(fields))
 
 
 class PackedState:
@@ -111,17 +118,24 @@ class PackedState:
     obj._set(vectors, rest, layout)
     return obj
 
+  def _field(self, index: int) -> Any:
+    """Field ``index`` of the logical tuple, each of its scalars read from its vector (only
+    its own: a traced read adds a slice per scalar it holds)."""
+    layout = self._layout
+    structure, start, end = layout.fields[index]
+    leaves = [self._rest[i] if name == _REST
+              else self._vectors[layout.dtypes.index(name)][..., i]
+              for name, i in layout.slots[start:end]]
+    return jax.tree.unflatten(structure, leaves)
+
   def view(self) -> Any:
     """The logical ``NamedTuple``, each scalar read from its vector."""
-    layout = self._layout
-    position = {name: i for i, name in enumerate(layout.dtypes)}
-    leaves = [self._rest[i] if name == _REST else self._vectors[position[name]][..., i]
-              for name, i in layout.slots]
-    return jax.tree.unflatten(layout.treedef, leaves)
+    return self._logical(*(self._field(i) for i in range(len(self._layout.fields))))
 
   def __getattr__(self, name: str) -> Any:
-    if name in type(self)._logical._fields:
-      return getattr(self.view(), name)
+    names = type(self)._logical._fields
+    if name in names:
+      return self._field(names.index(name))
     raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
   @property
