@@ -86,9 +86,9 @@ def pack(logical: Any) -> tuple[tuple[jax.Array, ...], tuple[Any, ...], _Layout]
   vectors = tuple(stack_scalars(groups[name], name) for name in dtypes)
   fields, start = [], 0
   for field in logical:
-    structure = jax.tree.structure(field)
-    fields.append((structure, start, start + structure.num_leaves))
-    start += structure.num_leaves
+    count = len(jax.tree.leaves(field))
+    fields.append((jax.tree.structure(field), start, start + count))
+    start += count
   return vectors, tuple(rest), _Layout(treedef, tuple(slots), dtypes, tuple(rest_keys),
                                        tuple(fields))
 
