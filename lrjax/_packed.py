@@ -36,7 +36,6 @@ _REST = "rest"
 
 class _Layout(NamedTuple):
   """Where each leaf of the logical tree is stored (static: the pytree's aux data)."""
-  treedef: Any                       # the logical tree's PyTreeDef
   slots: tuple[tuple[str, int], ...]  # per leaf: (vector dtype, index) or ("rest", index)
   dtypes: tuple[str, ...]            # the vectors' dtypes, in child order
   rest_keys: tuple[str, ...]         # the logical path of each non-scalar leaf
@@ -66,31 +65,31 @@ def stack_scalars(values: list[Any], dtype: Any) -> jax.Array:
 
 
 def pack(logical: Any) -> tuple[tuple[jax.Array, ...], tuple[Any, ...], _Layout]:
-  """The vectors, the non-scalar leaves and the layout of a logical state."""
-  with_paths, treedef = jax.tree_util.tree_flatten_with_path(logical)
+  """The vectors, the non-scalar leaves and the layout of a logical state (one flatten per
+  field: each field's leaves are a run of the slots, read back alone by ``_field``)."""
   groups: dict[str, list[Any]] = {}
   slots: list[tuple[str, int]] = []
   rest: list[Any] = []
   rest_keys: list[str] = []
-  for path, leaf in with_paths:
-    if _is_scalar(leaf):
-      name = jnp.result_type(leaf).name
-      group = groups.setdefault(name, [])
-      slots.append((name, len(group)))
-      group.append(leaf)
-    else:
-      slots.append((_REST, len(rest)))
-      rest.append(leaf)
-      rest_keys.append(jax.tree_util.keystr(path, simple=True, separator="."))
+  fields: list[tuple[Any, int, int]] = []
+  for field_name, field in zip(logical._fields, logical):
+    with_paths, structure = jax.tree_util.tree_flatten_with_path(field)
+    first = len(slots)
+    for path, leaf in with_paths:
+      if _is_scalar(leaf):
+        name = jnp.result_type(leaf).name
+        group = groups.setdefault(name, [])
+        slots.append((name, len(group)))
+        group.append(leaf)
+      else:
+        slots.append((_REST, len(rest)))
+        rest.append(leaf)
+        rest_keys.append(jax.tree_util.keystr((jax.tree_util.GetAttrKey(field_name), *path),
+                                              simple=True, separator="."))
+    fields.append((structure, first, len(slots)))
   dtypes = tuple(sorted(groups))
   vectors = tuple(stack_scalars(groups[name], name) for name in dtypes)
-  fields, start = [], 0
-  for field in logical:
-    count = len(jax.tree.leaves(field))
-    fields.append((jax.tree.structure(field), start, start + count))
-    start += count
-  return vectors, tuple(rest), _Layout(treedef, tuple(slots), dtypes, tuple(rest_keys),
-                                       tuple(fields))
+  return vectors, tuple(rest), _Layout(tuple(slots), dtypes, tuple(rest_keys), tuple(fields))
 
 
 class PackedState:
