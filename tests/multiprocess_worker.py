@@ -4,8 +4,9 @@ Every case trains a linear model for ``STEPS`` updates on a global batch sharded
 devices of all processes (``jax.make_array_from_process_local_data``: each process feeds its
 own rows), with ``jit`` and ``NamedSharding`` (``mode="jit"``) or ``shard_map`` with
 ``axis_name`` (``mode="shard_map"``); one orbax checkpoint of every case half-way, written by
-every process, is restored by every process and every case continues. The cases of one mode update together in
-one compiled program (``Group``). Results go to ``OUT/<case>_<mode>_<pid>.npz``.
+every process, is restored by every process and every case continues. The cases of one mode
+update together in one compiled program (``Group``). Results go to
+``OUT/<case>_<mode>_<pid>.npz``.
 
   python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT [CASES]
 """

@@ -291,12 +291,15 @@ def test_stateful_schedules_are_in_the_registry_with_a_readable_repr():
   assert s.window == 7 and "greedy" in lrjax.schedule_names()
 
 
+_update = jax.jit(lambda schedule, state, value: schedule.update(state, value=value))
+
+
 def test_a_packed_state_reads_by_name_batched_or_not():
   """A stateful schedule's scalars live in one float32 and one int32 vector; fields read by
   name (one value per member of a vmapped batch), a batched _replace is refused rather than
   changing the structure, and unpacked/repacked round-trip."""
   s = lrjax.reduce_on_plateau(0.1, patience=0)
-  state = s.update(s.update(s.init(), value=jnp.float32(1.0)), value=jnp.float32(2.0))
+  state = _update(s, _update(s, s.init(), jnp.float32(1.0)), jnp.float32(2.0))
   assert [k.name for k in jax.tree_util.tree_flatten_with_path(state)[0][0][0]] == [
       "scalars_float32"]
   fields = [leaf.dtype for leaf in jax.tree.leaves(state.view())]
@@ -307,7 +310,7 @@ def test_a_packed_state_reads_by_name_batched_or_not():
   logical = _packed.unpacked(state)
   assert isinstance(logical, lrjax.stateful._core.ScheduleFields)
   chex.assert_trees_all_equal(_packed.repacked(logical), state)
-  batched = jax.vmap(lambda v: s.update(s.init(), value=v))(jnp.array([1.0, jnp.nan]))
+  batched = jax.vmap(_update, in_axes=(None, None, 0))(s, s.init(), jnp.array([1.0, jnp.nan]))
   np.testing.assert_array_equal(batched.num_nonfinite, [0, 1])
   with pytest.raises(ValueError, match="batched"):
     batched._replace(count=jnp.zeros(2, jnp.int32))
