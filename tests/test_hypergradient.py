@@ -115,9 +115,14 @@ def test_nonfinite_gradients_skip_the_alpha_update_and_clip_bounds():
                            max_value=0.2)
   params = jnp.ones(2)
   state = tx.init(params)
+  # The finite check is h = g . u_{t-1} itself: at the first update u_0 = 0, and inf * 0 is
+  # NaN, so an infinite element is caught there too.
+  _, state = tx.update(jnp.array([1.0, jnp.inf]), state, params)
+  assert float(state.lr) == pytest.approx(0.1) and int(state.num_nonfinite) == 1
+  assert state.prev_direction.tolist() == [0.0, 0.0]
   _, state = tx.update(jnp.ones(2), state, params)
   _, state = tx.update(jnp.array([jnp.nan, 1.0]), state, params)
-  assert float(state.lr) == pytest.approx(0.1) and int(state.num_nonfinite) == 1
+  assert float(state.lr) == pytest.approx(0.1) and int(state.num_nonfinite) == 2
   assert state.prev_direction.tolist() == [-1.0, -1.0]  # u_{t-1} kept, no NaN in it
   _, state = tx.update(jnp.ones(2), state, params)  # h = 1 . -1 = -2 -> alpha up, clipped
   assert float(state.lr) == pytest.approx(0.2)

@@ -11,7 +11,7 @@ import optax
 from lrjax import _packed
 from lrjax import _validation as v
 from lrjax._guard import GuardState, init_guard
-from lrjax._numerics import all_finite, as_float, choose_bits, device_mean, vdot
+from lrjax._numerics import as_float, choose_bits, device_mean, vdot
 from lrjax.transforms._lr_owner import LROwner
 
 
@@ -80,7 +80,11 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
   normalized (:math:`h_t / (\|g_t\|\|u_{t-1}\|)` is a cosine in [-1, 1]), so
   :math:`\beta` is the largest relative change of :math:`\alpha` per step
   (e.g. 0.01). Non-finite gradients leave :math:`\alpha` and :math:`u_{t-1}`
-  unchanged and are counted.
+  unchanged and are counted; they are found from :math:`h_t` itself (a non-finite
+  element of :math:`g_t` makes it non-finite, :math:`\infty \cdot 0` included), so the
+  check makes no pass of its own over the gradients, and a finite :math:`g_t` whose
+  :math:`h_t` overflows float32 is counted with them. With ``axis_name`` every replica
+  sees the mean :math:`h_t`, so all of them skip alike.
 
   Args:
     optimizer_factory: ``learning_rate -> optax.GradientTransformation`` (``optax.sgd``, ``optax.adam`` ...).
@@ -131,11 +135,16 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
 
   def update_fn(updates, packed, params=None, **extra_args):
     state = packed.view()
-    finite = all_finite(updates)
+    # u_{t-1} is finite (it is replaced only by finite directions), and a non-finite element
+    # of g makes g·u non-finite (inf·0 is NaN): the finite check is g·u's own reduction, not
+    # another pass over the gradients. (A finite g whose g·u overflows float32 counts as
+    # non-finite too: alpha could not use it.)
     h = device_mean(vdot(updates, state.prev_direction), axis_name)
+    finite = jnp.isfinite(h)
     if multiplicative:
       norms = jnp.sqrt(vdot(updates, updates)) * jnp.sqrt(
           vdot(state.prev_direction, state.prev_direction))
+      finite &= jnp.isfinite(norms)
       cosine = jnp.where(norms > 0, h / jnp.where(norms > 0, norms, 1.0), 0.0)
       alpha = state.lr * (1 - hyper_lr * cosine)
     else:
