@@ -57,11 +57,15 @@ def train(lrs, seed):
 
 
 train_many = jax.jit(jax.vmap(jax.vmap(train, in_axes=(None, 0)), in_axes=(0, None)))
+# A schedule is a pytree: one jitted function evaluates any of them (op by op, each schedule's
+# arithmetic would compile a small program per operation).
+rates = jax.jit(lambda schedule, steps: schedule(steps))
 
 
 def run(schedules, length):
   """{name: (rates, seed-mean loss)} for every schedule, all in one program."""
-  lrs = np.stack([np.asarray(s(np.arange(length)), np.float64) for s in schedules.values()])
+  steps = jnp.arange(length)
+  lrs = np.stack([np.asarray(rates(s, steps), np.float64) for s in schedules.values()])
   losses = np.asarray(train_many(jnp.asarray(lrs, jnp.float32), jnp.arange(SEEDS)))
   return {name: (lrs[i], losses[i]) for i, name in enumerate(schedules)}
 
