@@ -69,6 +69,8 @@ def variants(window_steps: int):
       "lrjax.window_search": lrjax.window_search(optax.adam, LR, window=window,
                                                  probe_steps=probe),
       "lrjax.hypergradient": lrjax.hypergradient(optax.adam, init_value=LR, hyper_lr=1e-7),
+      "lrjax.hypergradient(sample_size=8192)": lrjax.hypergradient(
+          optax.adam, init_value=LR, hyper_lr=1e-7, sample_size=8192),
       "lrjax.learned_controller": lrjax.learned_controller(optax.adam, init_value=LR),
       "lrjax.learned_controller(no rate)": lrjax.learned_controller(optax.adam),
       "lrjax.learned_controller(every=10)": lrjax.learned_controller(optax.adam, init_value=LR,

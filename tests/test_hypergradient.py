@@ -1,5 +1,7 @@
 """Hypergradient descent against the paper's algorithm, on a quadratic and on noise."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -141,3 +143,43 @@ def test_bad_arguments(kwargs, message):
   with pytest.raises(ValueError) as info:
     lrjax.hypergradient(optax.sgd, **kwargs)
   assert str(info.value).startswith(message), str(info.value)
+
+
+def test_sampled_hypergradient_is_exact_on_a_model_smaller_than_its_sample():
+  theta0 = np.array([1.0, -1.0, 0.5])
+  want_theta, want_alpha = adam_hd_reference(theta0, quad_grad, 1e-2, 1e-3, 40)
+  theta, alphas, state = _run(lrjax.hypergradient(optax.adam, init_value=1e-2, hyper_lr=1e-3,
+                                                  sample_size=8), theta0, 40)
+  assert state.prev_direction.shape == (3,)
+  np.testing.assert_allclose(alphas, want_alpha, rtol=1e-4)
+  np.testing.assert_allclose(theta, want_theta, rtol=1e-3, atol=1e-5)
+
+
+def test_sampled_hypergradient_reads_every_stride_th_coordinate_weighted():
+  """h_t = (n / m) * sum over the sampled coordinates i of g_i u_i: the sample is every s-th
+  coordinate (m of n), s = n // sample_size raised until it is prime to the leaf's last
+  dimension (``sample``'s documented rule); with SGD u_{t-1} = -g_{t-1}. It estimates g.u."""
+  n, k = 4096, 256
+  rng = np.random.default_rng(0)
+  g1 = rng.standard_normal(n)
+  g2 = 0.5 * g1 + 0.3 * rng.standard_normal(n)
+  tx = lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=1e-5, sample_size=k)
+  params = jnp.zeros(n)
+  state = tx.init(params)
+  _, state = tx.update(jnp.asarray(g1, jnp.float32), state, params)
+  _, state = tx.update(jnp.asarray(g2, jnp.float32), state, params)
+  stride = n // k
+  while math.gcd(stride, n) != 1:
+    stride += 1
+  idx = np.arange(0, n, stride)  # stride 17: 241 coordinates
+  want = (n / idx.size) * np.sum(g2[idx] * -g1[idx])
+  assert state.prev_direction.shape == (idx.size,)
+  np.testing.assert_allclose(float(state.hypergradient), want, rtol=1e-5)
+  np.testing.assert_allclose(float(state.lr), 0.1 - 1e-5 * want, rtol=1e-6)
+  exact = np.dot(g2, -g1)  # about -2048
+  assert abs(want - exact) < 0.1 * abs(exact), (want, exact)
+
+
+def test_sample_size_is_checked():
+  with pytest.raises(ValueError, match="lrjax.hypergradient: sample_size"):
+    lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=1e-3, sample_size=0)

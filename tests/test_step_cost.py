@@ -80,6 +80,10 @@ def test_hypergradient_keeps_its_previous_direction_without_a_copy():
   bare_kernels, _ = _passes(optax.adam(0.1))
   kernels, copies = _passes(lrjax.hypergradient(optax.adam, init_value=0.1, hyper_lr=1e-7))
   assert copies == 0 and kernels <= bare_kernels + 3, (kernels, copies, bare_kernels)
+  # With sample_size the direction, read by the sample and the update, is the one pass more.
+  kernels, copies = _passes(lrjax.hypergradient(optax.adam, init_value=0.1, hyper_lr=1e-7,
+                                                sample_size=1024))
+  assert copies == 0 and kernels <= bare_kernels + 1, (kernels, copies, bare_kernels)
   for inner, bound in ((optax.sgd, 7), (optax.adam, 8)):  # 10 and 11 before
     bare = _cost(optax.with_extra_args_support(inner(0.1))).kernels
     cost = _cost(lrjax.hypergradient(inner, init_value=0.1, hyper_lr=1e-7)).kernels
@@ -195,3 +199,7 @@ def test_the_learned_controller_makes_no_pass_over_the_model():
   assert cost.large_reductions == anchor and cost.large_selects == 0, cost
   hyper = _big_cost(lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=1e-3))
   assert hyper.large_reductions == anchor + 1, hyper
+  # hypergradient(sample_size=) reads g.u from the same kind of sample: no reduction of its own.
+  sampled = _big_cost(lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=1e-3,
+                                          sample_size=8192))
+  assert sampled.large_reductions == anchor and sampled.large_selects == 0, sampled

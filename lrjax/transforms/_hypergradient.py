@@ -12,6 +12,7 @@ from lrjax import _packed
 from lrjax import _validation as v
 from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import as_float, choose_bits, device_mean, vdot
+from lrjax._sampling import dot, sample
 from lrjax.transforms._lr_owner import LROwner
 
 
@@ -24,7 +25,7 @@ class HypergradientFields(NamedTuple):
   inner_state: Any
   guard: GuardState  # the spike guard's scalars; num_spikes counts the spikes caught.
   hypergradient: jax.Array  # shape=(), dtype=float32.
-  prev_direction: Any  # like params.
+  prev_direction: Any  # like params (with sample_size: a float32 vector of its sample).
 
 
 @_packed.register
@@ -38,7 +39,8 @@ class HypergradientState(_packed.PackedState):
     num_nonfinite: updates whose gradients were not finite (alpha kept).
     inner_state: the inner optimizer's state.
     hypergradient: the last :math:`h_t = g_t \\cdot u_{t-1}`.
-    prev_direction: the inner optimizer's previous direction :math:`u_{t-1}` (one copy of params).
+    prev_direction: the inner optimizer's previous direction :math:`u_{t-1}` (one copy of
+      params; with ``sample_size``, its sample).
   """
   _logical = HypergradientFields
   __slots__ = ()
@@ -58,7 +60,8 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
                   min_value: float = 0.0, max_value: Optional[float] = None,
                   axis_name: Optional[str] = None, guard: bool = True,
                   guard_factor: float = 4.0, guard_cut: float = 0.1, guard_nonfinite: int = 3,
-                  guard_skip: bool = True) -> optax.GradientTransformationExtraArgs:
+                  guard_skip: bool = True,
+                  sample_size: Optional[int] = None) -> optax.GradientTransformationExtraArgs:
   r"""Hypergradient descent on the learning rate (Baydin et al., ICLR 2018).
 
   The inner optimizer built at learning rate 1 gives the direction
@@ -102,6 +105,16 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
       made the spiking loss (``state.guard.ceiling``).
     guard_skip: at a spike also skip this update (its step is 0; the inner
       optimizer's state still takes the gradient).
+    sample_size: ``None`` (default): :math:`h_t` is the exact inner product, as in the
+      paper, and :math:`u_{t-1}` is kept whole (one copy of the parameters), at two passes
+      over them per update beyond the optimizer's (g·u and writing :math:`u_t`). An
+      integer :math:`k`: both are read from a fixed sample of about :math:`k`
+      coordinates (``lrjax._sampling.sample``, as ``learned_controller`` reads its
+      statistics; weighted so that the sampled inner product estimates the whole one,
+      and exact when the model has at most :math:`k` parameters), so an update makes no
+      pass over the parameters of its own and the state holds :math:`k` floats instead
+      of a copy of them. Non-finite gradients are then seen where the sample reads them
+      (a non-finite loss passed as ``value`` always is, by the guard).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``lrjax.current_lr`` reads :math:`\alpha`.
@@ -127,11 +140,18 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
   v.non_negative(fn, "hyper_lr", hyper_lr)
   v.upper_bound(fn, "max_value", max_value, "min_value", min_value)
   settings = owner.guard_settings(guard, guard_factor, guard_cut, guard_nonfinite, guard_skip)
+  if sample_size is not None:
+    v.integer(fn, "sample_size", sample_size, 1)
+    read = lambda tree: sample(tree, sample_size)  # noqa: E731
+    inner = dot
+  else:
+    read = lambda tree: tree  # noqa: E731
+    inner = vdot
 
   def init_fn(params):
     return HypergradientState(**owner.init_fields(params, init_value),
                               guard=init_guard(), hypergradient=as_float(0.0),
-                              prev_direction=jax.tree.map(jnp.zeros_like, params))
+                              prev_direction=jax.tree.map(jnp.zeros_like, read(params)))
 
   def update_fn(updates, packed, params=None, **extra_args):
     state = packed.view()
@@ -139,11 +159,12 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     # of g makes g·u non-finite (inf·0 is NaN): the finite check is g·u's own reduction, not
     # another pass over the gradients. (A finite g whose g·u overflows float32 counts as
     # non-finite too: alpha could not use it.)
-    h = device_mean(vdot(updates, state.prev_direction), axis_name)
+    g = read(updates)
+    h = device_mean(inner(g, state.prev_direction), axis_name)
     finite = jnp.isfinite(h)
     if multiplicative:
-      norms = jnp.sqrt(vdot(updates, updates)) * jnp.sqrt(
-          vdot(state.prev_direction, state.prev_direction))
+      norms = jnp.sqrt(inner(g, g)) * jnp.sqrt(inner(state.prev_direction,
+                                                    state.prev_direction))
       finite &= jnp.isfinite(norms)
       cosine = jnp.where(norms > 0, h / jnp.where(norms > 0, norms, 1.0), 0.0)
       alpha = state.lr * (1 - hyper_lr * cosine)
@@ -164,7 +185,7 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
         # Chosen by bits (no select, no cond: a cond copies the buffer every update), and on
         # the applied rate, which depends on h: XLA then overwrites the old direction in
         # place after h has read it, instead of copying it first.
-        prev_direction=choose_bits(finite & (applied == applied), direction,
+        prev_direction=choose_bits(finite & (applied == applied), read(direction),
                                    state.prev_direction))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

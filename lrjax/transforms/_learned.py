@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.resources
 import io
-import math
 import os
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -30,6 +29,8 @@ from lrjax import _guard
 from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import (as_float, choose_bits, counter, device_mean, increment_if,
                              read_value, scale_tree)
+from lrjax._sampling import SAMPLE_SIZE, sample, sample_weights  # noqa: F401  (lrjax.meta, tests)
+from lrjax._sampling import dot as _dot
 from lrjax.transforms._lr_owner import LROwner
 
 #: The inputs of the network, in order (see ``features``).
@@ -45,9 +46,6 @@ GRAD_SMOOTHING = 0.9
 MAX_LOG_STEP = 0.1
 #: Every input is clipped to [-FEATURE_CLIP, FEATURE_CLIP].
 FEATURE_CLIP = 5.0
-#: About this many coordinates of the gradient and the parameters are read per update
-#: (``sample``); all of them when the model has at most this many.
-SAMPLE_SIZE = 8192
 WEIGHT_KEYS = ("w_input", "w_hidden", "bias", "w_out", "b_out")
 #: The estimate of the rate starts here (Prodigy's ``estim_lr0``) and only grows.
 ESTIMATE_INIT = 1e-6
@@ -149,15 +147,6 @@ def init_weights(key: jax.Array, hidden_size: int = 16, scale: float = 0.1) -> d
           "b_out": jnp.zeros((), jnp.float32)}
 
 
-def _dot(a, b):
-  """``a @ b`` for a vector ``a`` as a multiply and a sum: float32 on every backend (no
-  matmul, so no TF32), and fused into one small kernel rather than a library call."""
-  a = jnp.asarray(a)
-  if jnp.ndim(b) == 1:
-    return jnp.sum(a * b)
-  return jnp.sum(a[:, None] * b, axis=0)
-
-
 def gru_step(weights: dict[str, Any], hidden: jax.Array, x: jax.Array
              ) -> tuple[jax.Array, jax.Array]:
   r"""One GRU step and the bounded change of log(learning rate) it outputs.
@@ -191,71 +180,6 @@ def _symlog_rel(a, b):
 
 def _safe_log(x):
   return jnp.log(jnp.maximum(x, 1e-30))
-
-
-def _sample_plan(shapes: list[tuple[int, ...]], size: int) -> list[tuple[int, int]]:
-  """``(stride, count)`` per leaf: every coordinate when the tree has at most ``size``,
-  else a share of ``size`` proportional to the leaf's size, read at a stride prime to its
-  last dimension (so a matrix is not sampled in a few columns only)."""
-  sizes = [math.prod(shape) for shape in shapes]
-  total = sum(sizes)
-  plan = []
-  for n, shape in zip(sizes, shapes):
-    if total <= size or n == 0:
-      plan.append((1, n))
-      continue
-    stride = max(1, n // max(1, round(size * n / total)))
-    last = shape[-1] if shape else 1
-    while stride > 1 and math.gcd(stride, last) != 1:
-      stride += 1
-    plan.append((stride, -(-n // stride)))
-  return plan
-
-
-def _planned(tree: Any, size: int) -> list[tuple[Any, int, int]]:
-  """``(leaf, stride, count)`` of every leaf ``sample`` reads (``_sample_plan``; empty leaves
-  left out): one plan for the sample and its weights."""
-  leaves = jax.tree.leaves(tree)
-  plan = _sample_plan([tuple(jnp.shape(x)) for x in leaves], size)
-  return [(x, stride, count) for x, (stride, count) in zip(leaves, plan) if count]
-
-
-def sample(tree: Any, size: int = SAMPLE_SIZE) -> jax.Array:
-  r"""A fixed sample of a tree's coordinates, weighted so its inner products estimate the tree's.
-
-  Leaf :math:`\ell` with :math:`n_\ell` elements contributes every
-  :math:`s_\ell`-th of its (flattened) elements, :math:`m_\ell = \lceil n_\ell /
-  s_\ell \rceil` of them, times :math:`\sqrt{n_\ell / m_\ell}`; the strides give
-  each leaf a share of ``size`` proportional to :math:`n_\ell`. So for two trees
-  of one structure
-
-  .. math::
-    \mathrm{sample}(x) \cdot \mathrm{sample}(y) \approx x \cdot y,
-
-  exactly when the tree has at most ``size`` elements (then every stride is 1).
-  The same coordinates are read at every call, so successive gradients are
-  compared coordinate by coordinate. Reading the sample is a strided slice:
-  about ``size`` elements, whatever the model's size.
-
-  Args:
-    tree: a tree of arrays.
-    size: the coordinates to read, about.
-
-  Returns:
-    A float32 vector (its length depends only on the tree's shapes).
-  """
-  parts = [jnp.ravel(x)[::stride].astype(jnp.float32) * np.float32(math.sqrt(x.size / count))
-           for x, stride, count in _planned(tree, size)]
-  return jnp.concatenate(parts) if parts else jnp.zeros((0,), jnp.float32)
-
-
-def sample_weights(tree: Any, size: int = SAMPLE_SIZE) -> np.ndarray:
-  """The weight :math:`\\sqrt{n_\\ell / m_\\ell}` of each coordinate of ``sample(tree)``, so
-  :math:`\\sum_i w_i |\\mathrm{sample}(x)_i|` estimates :math:`\\|x\\|_1` (exactly when every
-  stride is 1). A NumPy constant: it depends only on the tree's shapes."""
-  parts = [np.full(count, math.sqrt(math.prod(jnp.shape(x)) / count), np.float32)
-           for x, _, count in _planned(tree, size)]
-  return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
 def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
