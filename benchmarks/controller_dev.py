@@ -43,7 +43,6 @@ import optax
 import lrjax
 from learned_controller import adamw, build, final_training_loss  # the benchmark beside this
 from lrjax import meta
-from lrjax.transforms import _learned
 
 PEAKS = np.asarray([10 ** (k / 2) for k in range(-9, 1)], np.float32)  # 3e-5 ... 1
 FIRST_SEED = 1000
@@ -95,7 +94,7 @@ def main():
                       help="the variants to run, separated by ';' (their names hold "
                       "commas); default: all")
   args = parser.parse_args()
-  zero = {k: np.zeros_like(v) for k, v in _learned.load_weights().items()}
+  zero = {k: np.zeros_like(v) for k, v in meta.load_weights().items()}
   weights = {"rule": zero, "shipped": None}
   names = ["rule", "rule, no horizon", "shipped", "shipped, no horizon"]
   if args.weights:

@@ -43,11 +43,9 @@ import numpy as np
 import optax
 
 import lrjax
-from lrjax._guard import GUARD_DEFAULTS
+from lrjax import meta
 from lrjax.bench import report, tasks, unroll
 from lrjax.schedules._base import build_preset
-from lrjax.transforms import _learned
-from lrjax.transforms._lr_owner import LROwner
 
 WEIGHT_DECAY = 1e-4
 STARTS = (1 / 30, 1 / 10, 1 / 3, 1.0, 3.0, 10.0)
@@ -146,7 +144,7 @@ def build(method: str, lr, steps: int, total_steps=True):
   if method == "learned":  # no starting rate: its base is its own estimate
     return lrjax.learned_controller(adamw, total_steps=horizon)
   if method == "learned, network off":  # a zero output: the estimate under warmup-cosine alone
-    zero = {k: jnp.zeros_like(w) for k, w in _learned.load_weights().items()}
+    zero = {k: jnp.zeros_like(w) for k, w in meta.load_weights().items()}
     return lrjax.learned_controller(adamw, total_steps=horizon, weights=zero)
   if method == "learned (no horizon)":
     return lrjax.learned_controller(adamw)
@@ -289,12 +287,9 @@ def main():
         learned_out = out
     # Ablations of the learned controller (no starting rate: one column) on the cheap tasks.
     idx = [0] if name in ABLATION_TASKS else []
-    settings = dict(GUARD_DEFAULTS, guard_skip=True)
-    reset = idx and runs(task, lambda lr: _learned.controller(
-        LROwner.build("learned_controller", adamw), _learned.load_weights(), init_value=None,
-        every=1, min_value=1e-8, max_value=10.0, total_steps=steps, axis_name=None,
-        settings=settings, reset_hidden=True, warmup_steps=steps // 10, anneal=True),
-        [lrs[i] for i in idx], seeds, steps)
+    reset = idx and runs(task, lambda lr: lrjax.learned_controller(
+        adamw, every=1, total_steps=steps, reset_hidden=True), [lrs[i] for i in idx], seeds,
+        steps)
     new_seeds = [s + 100 for s in seeds]
     closed = idx and runs(task, lambda lr: build("learned", lr, steps), [lrs[i] for i in idx],
                           new_seeds, steps)

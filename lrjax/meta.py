@@ -60,11 +60,10 @@ import numpy as np
 import optax
 
 from lrjax import _validation as v
-from lrjax._guard import GUARD_DEFAULTS
 from lrjax._numerics import strong_types
 from lrjax.bench.runner import Progress
 from lrjax.transforms import _learned
-from lrjax.transforms._lr_owner import LROwner
+from lrjax.transforms._lr_owner import GuardSettings, LROwner
 
 LOG_CAP = 3.0
 LOG_FLOOR = -10.0
@@ -342,7 +341,7 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
       min_value=1e-8, max_value=10.0,
       total_steps=jnp.where(horizon_known, horizon, 0),  # type: ignore[arg-type]  # traced
       axis_name=None,
-      settings=dict(GUARD_DEFAULTS, guard_skip=True), reset_hidden=reset_hidden,
+      settings=GuardSettings(), reset_hidden=reset_hidden,
       policy=policy, warmup_steps=jnp.where(horizon_known, horizon // 10, 0), anneal=True)
   state = tx.init(params)
   xs = jnp.zeros((MAX_HORIZON if trace else 1, _learned.NUM_FEATURES))

@@ -621,3 +621,24 @@ def test_cli_meta_train_passes_its_settings_and_refuses_bad_ones(tmp_path, capsy
                       (("--out", str(tmp_path / "no" / "w.npz")), "no writable folder")]:
     r = run_cli(capsys, "meta-train", "--quiet", *args)
     assert r.returncode == 2 and match in r.stderr, (args, r.stderr)
+
+
+def test_reset_hidden_starts_every_decision_from_a_zero_memory():
+  """The ablation's public switch: each decision's memory is the GRU step (transcribed in
+  NumPy) from zeros on that decision's inputs; without it the memory carries over."""
+  w = _random_weights(hidden=4)
+  params = jnp.linspace(-1.0, 1.0, 6)
+  for reset in (True, False):
+    tx = lrjax.learned_controller(optax.sgd, init_value=0.01, weights=w, reset_hidden=reset)
+    state, update = tx.init(params), jax.jit(tx.update)
+    for t in range(4):
+      grads = 2 * params * (1 + 0.1 * t)
+      before = np.asarray(state.hidden)
+      _, state = update(grads, state, params, value=jnp.sum(params ** 2) * (1 + 0.1 * t))
+    h_zero = _numpy_gru(w, np.zeros(4), np.asarray(state.inputs, np.float64))[0]
+    h_carry = _numpy_gru(w, before, np.asarray(state.inputs, np.float64))[0]
+    want = h_zero if reset else h_carry
+    np.testing.assert_allclose(np.asarray(state.hidden), want, rtol=1e-5, atol=1e-6)
+  assert np.abs(h_zero - h_carry).max() > 1e-3  # the two differ: the test has teeth
+  with pytest.raises(ValueError, match="learned_controller: reset_hidden must be True or False"):
+    lrjax.learned_controller(optax.sgd, reset_hidden=1)

@@ -31,7 +31,7 @@ from lrjax._numerics import (as_float, choose_bits, counter, device_mean, increm
                              read_value, scale_tree)
 from lrjax._sampling import SAMPLE_SIZE, sample, sample_weights  # noqa: F401  (lrjax.meta, tests)
 from lrjax._sampling import dot as _dot
-from lrjax.transforms._lr_owner import LROwner
+from lrjax.transforms._lr_owner import GuardSettings, LROwner
 
 #: The inputs of the network, in order (see ``features``).
 FEATURES = ("trend_fast", "trend_slow", "above_best", "loss_vs_level", "grad_norm",
@@ -316,7 +316,7 @@ def _bias_correction(count: jax.Array) -> jax.Array:
 
 def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, every: Any,
                min_value: Any, max_value: Any, total_steps: Optional[int],
-               axis_name: Optional[str], settings: dict[str, Any], reset_hidden: bool = False,
+               axis_name: Optional[str], settings: GuardSettings, reset_hidden: bool = False,
                policy: Optional[Callable[..., Any]] = None, warmup_steps: Any = 0,
                anneal: bool = False) -> optax.GradientTransformationExtraArgs:
   """The transform without argument checks (``learned_controller`` checks; meta-training
@@ -473,8 +473,8 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
                        total_steps: Optional[int] = None, axis_name: Optional[str] = None,
                        guard: bool = True, guard_factor: float = 4.0, guard_cut: float = 0.1,
                        guard_nonfinite: int = 3, guard_skip: bool = True,
-                       warmup_steps: Optional[int] = None, anneal: bool = True
-                       ) -> optax.GradientTransformationExtraArgs:
+                       warmup_steps: Optional[int] = None, anneal: bool = True,
+                       reset_hidden: bool = False) -> optax.GradientTransformationExtraArgs:
   r"""A learned learning-rate controller: a small GRU sets the rate from the training signal.
 
   The update is :math:`\alpha_t\, s_t\, u_t`: :math:`u_t` the inner
@@ -569,6 +569,8 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     guard, guard_factor, guard_cut, guard_nonfinite, guard_skip: the spike
       guard (``lrjax._guard``), as in ``lrjax.hypergradient``, plus the ceiling
       above (none with ``guard=False``).
+    reset_hidden: zero the network's memory before every decision (an ablation:
+      ``benchmarks/learned_controller.py`` measures what the memory adds).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; call
@@ -618,6 +620,7 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     raise ValueError(f"lrjax.{fn}: without init_value the rate starts at {ESTIMATE_INIT:g}, "
                      f"which must be in [min_value, max_value], got [{min_value}, {max_value}]")
   anneal = _guard.flag(fn, "anneal", anneal)
+  reset_hidden = _guard.flag(fn, "reset_hidden", reset_hidden)
   if warmup_steps is None:
     warmup_steps = total_steps // 10 if total_steps is not None else 0
   v.integer(fn, "warmup_steps", warmup_steps, 0)
@@ -625,4 +628,4 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   return controller(owner, load_weights(weights, fn), init_value=init_value, every=every,
                     min_value=min_value, max_value=max_value, total_steps=total_steps,
                     axis_name=axis_name, settings=settings, warmup_steps=int(warmup_steps),
-                    anneal=anneal)
+                    anneal=anneal, reset_hidden=reset_hidden)
