@@ -183,3 +183,23 @@ def test_sampled_hypergradient_reads_every_stride_th_coordinate_weighted():
 def test_sample_size_is_checked():
   with pytest.raises(ValueError, match="lrjax.hypergradient: sample_size"):
     lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=1e-3, sample_size=0)
+
+
+@pytest.mark.parametrize("multiplicative", [False, True])
+def test_replicas_fed_different_gradients_keep_one_alpha(multiplicative):
+  """With axis_name, h (and the multiplicative rule's norms) are averaged over the replicas:
+  each replica's own gradient, and one alpha for all of them."""
+  n = jax.device_count()
+  if n < 2:
+    pytest.skip("needs several devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+  tx = lrjax.hypergradient(optax.sgd, init_value=0.1, hyper_lr=0.05,
+                           multiplicative=multiplicative, axis_name="d")
+  rng = np.random.default_rng(0)
+  grads = jnp.asarray(rng.standard_normal((4, n, 3)), jnp.float32)  # differ by replica
+  params = jnp.zeros((n, 3))
+  state = jax.pmap(tx.init)(params)
+  step = jax.pmap(lambda g, s, p: tx.update(g, s, p)[1], axis_name="d")
+  for t in range(4):
+    state = step(grads[t], state, params)
+  lr = np.asarray(state.lr)
+  assert np.all(lr == lr[0]) and lr[0] != 0.1, lr

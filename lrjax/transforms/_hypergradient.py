@@ -96,7 +96,8 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     multiplicative: use the normalized multiplicative rule.
     min_value: floor of :math:`\alpha`, >= 0.
     max_value: ceiling of :math:`\alpha` (none when ``None``).
-    axis_name: average :math:`h_t` over this mapped axis so replicas keep one :math:`\alpha`.
+    axis_name: average :math:`h_t` (and the multiplicative rule's norms) over this mapped
+      axis so replicas keep one :math:`\alpha`.
     guard, guard_factor, guard_cut, guard_nonfinite: the spike guard shared with
       the stateful schedules (``lrjax._guard``, on by default), on the loss passed
       as ``update(..., value=loss)`` (without it, on runs of non-finite
@@ -159,16 +160,17 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     # of g makes g·u non-finite (inf·0 is NaN): the finite check is g·u's own reduction, not
     # another pass over the gradients. (A finite g whose g·u overflows float32 counts as
     # non-finite too: alpha could not use it.)
-    g = read(updates)
-    h = device_mean(inner(g, state.prev_direction), axis_name)
-    finite = jnp.isfinite(h)
-    if multiplicative:
-      norms = jnp.sqrt(inner(g, g)) * jnp.sqrt(inner(state.prev_direction,
-                                                    state.prev_direction))
-      finite &= jnp.isfinite(norms)
+    g, prev = read(updates), state.prev_direction
+    if multiplicative:  # the norms averaged with h (one collective), so replicas agree on alpha
+      stats = device_mean(jnp.stack([inner(g, prev), inner(g, g), inner(prev, prev)]),
+                          axis_name)
+      h, norms = stats[0], jnp.sqrt(stats[1]) * jnp.sqrt(stats[2])
+      finite = jnp.isfinite(h) & jnp.isfinite(norms)
       cosine = jnp.where(norms > 0, h / jnp.where(norms > 0, norms, 1.0), 0.0)
       alpha = state.lr * (1 - hyper_lr * cosine)
     else:
+      h = device_mean(inner(g, prev), axis_name)
+      finite = jnp.isfinite(h)
       alpha = state.lr - hyper_lr * h
     alpha = jnp.maximum(alpha, min_value)
     if max_value is not None:
