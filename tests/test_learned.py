@@ -17,6 +17,7 @@ import optax
 import pytest
 
 import lrjax
+from lrjax import _sampling as S
 from lrjax import meta
 from lrjax.transforms import _learned as L
 
@@ -133,19 +134,19 @@ def test_the_sample_is_exact_for_small_trees_and_close_for_large_ones():
   small = {"a": rng.normal(size=(30, 40)), "b": rng.normal(size=7)}
   other = {"a": rng.normal(size=(30, 40)), "b": rng.normal(size=7)}
   exact = sum(np.vdot(small[k], other[k]) for k in small)
-  np.testing.assert_allclose(float(L.sample(small) @ L.sample(other)), exact, rtol=1e-5)
+  np.testing.assert_allclose(float(S.sample(small) @ S.sample(other)), exact, rtol=1e-5)
   # 2M coordinates in three leaves; y = 0.5 x + noise: cosine 0.447; the sample reads ~8k.
   big = {"w": rng.normal(size=(1000, 2000)), "b": np.ones(5000), "c": rng.normal(size=77)}
   noisy = {k: 0.5 * v + rng.normal(size=v.shape) for k, v in big.items()}
   dot = lambda a, b: sum(float(np.vdot(a[k], b[k])) for k in a)  # noqa: E731
   cosine = dot(big, noisy) / np.sqrt(dot(big, big) * dot(noisy, noisy))
-  s, t = L.sample(big), L.sample(noisy)
-  assert s.shape[0] < 1.01 * L.SAMPLE_SIZE + 3
+  s, t = S.sample(big), S.sample(noisy)
+  assert s.shape[0] < 1.01 * S.SAMPLE_SIZE + 3
   np.testing.assert_allclose(float(s @ t / jnp.sqrt((s @ s) * (t @ t))), cosine, atol=0.02)
   np.testing.assert_allclose(float(s @ s), dot(big, big), rtol=0.03)
   # A matrix is read in every column and every row, not in a few columns (its stride, about
   # 2M / 8k = 256, is moved off the row length's factors).
-  strided = L.sample({"w": np.arange(1024 * 2048.0).reshape(1024, 2048)})
+  strided = S.sample({"w": np.arange(1024 * 2048.0).reshape(1024, 2048)})
   index = (np.asarray(strided, np.float64) / np.sqrt(1024 * 2048 / strided.shape[0])).round()
   index = index.astype(np.int64)
   assert len(set(index % 2048)) == 2048 and len(set(index // 2048)) == 1024
@@ -328,13 +329,13 @@ def test_sample_weights_estimate_the_l1_norm():
   rng = np.random.default_rng(1)
   small = {"a": rng.normal(size=(30, 40)), "b": rng.normal(size=7)}
   l1 = sum(np.abs(v).sum() for v in small.values())
-  np.testing.assert_allclose(float(np.abs(L.sample(small)) @ L.sample_weights(small)), l1,
+  np.testing.assert_allclose(float(np.abs(S.sample(small)) @ S.sample_weights(small)), l1,
                              rtol=1e-5)
   big = {"w": rng.normal(size=(1000, 2000)), "b": np.ones(5000)}
   l1 = sum(np.abs(v).sum() for v in big.values())
-  np.testing.assert_allclose(float(np.abs(L.sample(big)) @ L.sample_weights(big)), l1,
+  np.testing.assert_allclose(float(np.abs(S.sample(big)) @ S.sample_weights(big)), l1,
                              rtol=0.03)
-  assert L.sample_weights(big).shape == L.sample(big).shape
+  assert S.sample_weights(big).shape == S.sample(big).shape
 
 
 def test_update_needs_the_loss_and_the_params():

@@ -3,8 +3,8 @@
 The network, its inputs and its weights file live here; ``lrjax.meta`` trains
 the weights. The gradient and parameter statistics the inputs need are all
 scale-free ratios, so they are read from a fixed sample of at most about
-``SAMPLE_SIZE`` coordinates (``sample``; every coordinate when the model is
-that small): the state is scalars and two such samples (four when it estimates its base
+``SAMPLE_SIZE`` coordinates (``lrjax._sampling.sample``; every coordinate when the
+model is that small): the state is scalars and two such samples (four when it estimates its base
 rate), and an update reads the sample, not the model, so the controller costs a few dozen
 scalar operations per update at any model size. (An earlier version read the whole
 gradient and kept a copy of it; a ``lax.cond`` around that work does not
@@ -29,8 +29,8 @@ from lrjax import _guard
 from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import (as_float, choose_bits, counter, device_mean, increment_if,
                              read_value, scale_tree)
-from lrjax._sampling import SAMPLE_SIZE, sample, sample_weights  # noqa: F401  (lrjax.meta, tests)
 from lrjax._sampling import dot as _dot
+from lrjax._sampling import sample, sample_weights
 from lrjax.transforms._lr_owner import GuardSettings, LROwner
 
 #: The inputs of the network, in order (see ``features``).
