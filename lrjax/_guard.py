@@ -10,13 +10,19 @@ first value; :math:`\\beta = 0.9` for per-update losses, 0 for a metric fed by
 the last trigger, a **spike** is
 
 .. math::
-  e_t > k\\, r_t \\qquad (r_t > 0)
+  e_t > \\max\\left(k\\, r_t,\\ \\sqrt{r_t\\, e_0}\\right) \\qquad (r_t > 0)
 
-or ``nonfinite`` non-finite values in a row. On a spike the owner multiplies
-its learning rate by ``cut`` and restarts its decision statistics; the guard
-restarts its level and reference at the current value, so a loss that keeps
-climbing (another factor :math:`k`) triggers again while one that recovers does
-not. The guard also remembers: a spike at rate :math:`\\alpha` lowers its
+or ``nonfinite`` non-finite values in a row, with :math:`e_0` the run's first
+value (taken again after a reference of 0: a loss that sat at exactly 0). The
+second bound matters only once the loss has fallen more than :math:`k^2`-fold:
+then a spike must also undo half of the run's progress, in log. A loss trained
+close to 0 (a small data set memorised, a loss of 1e-4 from 0.7) moves by
+several times from batch to batch without any blow-up; a relative rule alone
+took that for one, cut the rate 10x and stalled the run. On a spike the owner
+multiplies its learning rate by ``cut`` and restarts its decision statistics;
+the guard restarts its level and reference at the current value, so a loss
+that keeps climbing (another factor :math:`k`) triggers again while one that
+recovers does not. The guard also remembers: a spike at rate :math:`\\alpha` lowers its
 **ceiling** to :math:`\\sqrt{\\text{cut}}\\,\\alpha` for the rest of the run
 (the cut undone at most halfway, in log), so a schedule that raises its rate
 (``greedy``, ``hypergradient``, the learned controller, a rising base) never
@@ -55,6 +61,8 @@ class GuardState(NamedTuple):
     reference: the lowest level since the last trigger, :math:`r_t` (0 before).
     nonfinite_run: non-finite values in a row (saturating).
     num_spikes: triggers so far (saturating): the spikes caught.
+    start: the first finite value, :math:`e_0` (0 before; taken again while the
+      reference is not positive).
     ceiling: the highest learning rate allowed: ``inf`` (or the owner's
       ``max_value``) at first, lowered by each spike (``lower_ceiling``).
   """
@@ -63,6 +71,7 @@ class GuardState(NamedTuple):
   nonfinite_run: jax.Array  # shape=(), dtype=int32.
   num_spikes: jax.Array  # shape=(), dtype=int32.
   ceiling: jax.Array  # shape=(), dtype=float32.
+  start: jax.Array  # shape=(), dtype=float32.
 
 
 def init_guard(ceiling: Any = None) -> GuardState:
@@ -70,7 +79,8 @@ def init_guard(ceiling: Any = None) -> GuardState:
   zero = as_float(0.0)
   return GuardState(level=zero, reference=jnp.zeros_like(zero), nonfinite_run=counter(),
                     num_spikes=counter(),
-                    ceiling=as_float(jnp.inf if ceiling is None else ceiling))
+                    ceiling=as_float(jnp.inf if ceiling is None else ceiling),
+                    start=jnp.zeros_like(zero))
 
 
 def lower_ceiling(state: GuardState, spike: jax.Array, rate: jax.Array, cut: Any,
@@ -110,7 +120,10 @@ def guard_step(state: GuardState, value: jax.Array, finite: jax.Array, *, factor
   level = jnp.where(finite, level, state.level)
   run = jnp.where(finite, jnp.zeros_like(state.nonfinite_run),
                   increment_if(state.nonfinite_run))
-  spike = finite & started & (level > as_float(factor) * state.reference) if spikes else False
+  start = jnp.where(started, state.start, jnp.where(finite, value, state.start))
+  # level > sqrt(r e0) as level^2 > r e0 (both sides >= 0): no square root to compute.
+  spike = (finite & started & (level > as_float(factor) * state.reference)
+           & (level * level > state.reference * start)) if spikes else False
   blowup = run >= nonfinite
   triggered = jnp.logical_or(spike, blowup)
   reference = jnp.where(finite, jnp.where(started, jnp.minimum(state.reference, level), level),
@@ -119,7 +132,7 @@ def guard_step(state: GuardState, value: jax.Array, finite: jax.Array, *, factor
   # rate (one update of lag), and a level smoothed over the blow-up would keep rising.
   level = jnp.where(triggered & finite, value, level)
   reference = jnp.where(triggered, jnp.where(finite, value, state.reference), reference)
-  return state._replace(level=level, reference=reference,
+  return state._replace(level=level, reference=reference, start=start,
                         nonfinite_run=jnp.where(blowup, jnp.zeros_like(run), run),
                         num_spikes=increment_if(state.num_spikes, triggered)), triggered
 

@@ -15,20 +15,24 @@ import pytest
 import lrjax
 
 
-def reference_guard(values, factor=4.0, nonfinite=3, beta=0.9, spikes=True):
+def reference_guard(values, factor=4.0, nonfinite=3, beta=0.9, spikes=True, start_rule=True):
   """Per value: whether the guard triggers (the documented rule, transcribed)."""
-  level = reference = 0.0
+  level = reference = start = 0.0
   run = 0
   out = []
   for v in values:
     finite = math.isfinite(v)
     started = reference > 0
+    if finite and not started:
+      start = v  # e_0: the run's first value
     if finite:
       level = beta * level + (1 - beta) * v if started else v
       run = 0
     else:
       run += 1
-    spike = spikes and finite and started and level > factor * reference
+    spike = (spikes and finite and started
+             and level > max(factor * reference,
+                             math.sqrt(reference * start) if start_rule else 0.0))
     blowup = run >= nonfinite
     if finite:
       reference = min(reference, level) if started else level
@@ -52,12 +56,18 @@ def _feed(schedule, values):
   return np.array(lrs), np.array(scales), state
 
 
+MEMORISED = [0.7 * (1e-4 / 0.7) ** (k / 100) for k in range(101)] + [1e-4] * 100
 SEQUENCES = {
     "blowup": [2.0, 1.8, 1.6, 1.5, 1.5, 3.0, 9.0, 40.0, 200.0, 900.0, 1e4, 5e4, 2e5],
     "one bad minibatch": [1.0] * 10 + [10.0] + [1.0] * 10,
     "nan run": [1.0, 0.9, float("nan"), float("nan"), float("nan"), 0.9, float("nan"), 0.8],
     "slow climb": [1.0 + 0.5 * k for k in range(30)],
     "negative": [-1.0, -2.0, 5.0, 50.0, -3.0],
+    # A loss trained from 0.7 to 1e-4 that then moves 5x and 20x for a while, as a memorised
+    # data set's does from batch to batch: below sqrt(1e-4 * 0.7) = 8.4e-3, never a spike.
+    "memorised": MEMORISED + [5e-4] * 20 + [2e-3] * 20 + [1e-4] * 10,
+    # From there it then blows up for real: caught once its level passes 8.4e-3.
+    "late blow-up": MEMORISED + [1e-4 * 3.0 ** k for k in range(1, 13)],
 }
 
 
@@ -78,6 +88,18 @@ def test_the_sequences_have_teeth():
   assert not any(reference_guard(SEQUENCES["one bad minibatch"]))  # 10x once: level < 2x
   assert reference_guard(SEQUENCES["nan run"]) == [False] * 4 + [True] + [False] * 3
   assert not any(reference_guard(SEQUENCES["negative"]))
+  assert not any(reference_guard(SEQUENCES["memorised"]))
+  assert any(reference_guard(SEQUENCES["memorised"], start_rule=False))  # the relative rule fired
+  late = reference_guard(SEQUENCES["late blow-up"])
+  relative_only = reference_guard(SEQUENCES["late blow-up"], start_rule=False)
+  # The relative rule alone fires at 4x the settled level; the guard waits for sqrt(r e0).
+  assert relative_only.index(True) < late.index(True) < len(late) - 1
+  level, n = 1e-4, len(MEMORISED)  # the level settled at 1e-4 (to 3e-6 relative)
+  for k, v in enumerate(SEQUENCES["late blow-up"][n:]):
+    level = 0.9 * level + 0.1 * v
+    if level > math.sqrt(1e-4 * 0.7):
+      break
+  assert late.index(True) == n + k
 
 
 def test_a_spike_cuts_at_once_and_restarts_the_statistics():
