@@ -22,8 +22,8 @@ took that for one, cut the rate 10x and stalled the run. On a spike the owner
 multiplies its learning rate by ``cut`` and restarts its decision statistics;
 the guard restarts its level and reference at the current value, so a loss
 that keeps climbing (another factor :math:`k`) triggers again while one that
-recovers does not. The guard also remembers: a spike at rate :math:`\\alpha` lowers its
-**ceiling** to :math:`\\sqrt{\\text{cut}}\\,\\alpha` for the rest of the run
+recovers does not. The guard also remembers: a spike at rate :math:`\\alpha`
+lowers its **ceiling** to :math:`\\sqrt{\\text{cut}}\\,\\alpha` for the rest of the run
 (the cut undone at most halfway, in log), so a schedule that raises its rate
 (``greedy``, ``hypergradient``, the learned controller, a rising base) never
 climbs back to a rate that blew up.

@@ -25,7 +25,7 @@ class GuardSettings(NamedTuple):
   defaults are the public constructors' (``guard=True, guard_factor=4.0, guard_cut=0.1,
   guard_nonfinite=3, guard_skip=True``). Built checked by ``LROwner.guard_settings``."""
 
-  guard: bool = True
+  guard: bool = _guard.GUARD_DEFAULTS["guard"]  # type: ignore[assignment]
   factor: Any = _guard.GUARD_DEFAULTS["guard_factor"]
   cut: Any = _guard.GUARD_DEFAULTS["guard_cut"]
   nonfinite: int = _guard.GUARD_DEFAULTS["guard_nonfinite"]  # type: ignore[assignment]
