@@ -45,8 +45,13 @@ def reference_guard(values, factor=4.0, nonfinite=3, beta=0.9, spikes=True, star
   return out
 
 
+# One program for every schedule of one structure: the schedule is an argument (a pytree whose
+# settings are leaves), not a new jit wrapper per call.
+_update = jax.jit(lambda schedule, state, v: schedule.update(state, value=v))
+
+
 def _feed(schedule, values):
-  update = jax.jit(schedule.update)
+  update = lambda state, value: _update(schedule, state, value)  # noqa: E731
   state = schedule.init()
   scales, lrs = [], []
   for v in values:
