@@ -23,6 +23,8 @@ Variants (no rate to choose in any of them):
 - any of the controller's names followed by ``, every K`` (e.g. ``shipped, every 3``): the
   network decides every ``K`` updates (without it: at every update, as meta-training runs it);
   ``, every auto``: ``learned_controller``'s default, every ``total_steps // 300`` updates.
+- ``, coef C``: Prodigy's ``d_coef`` (``learned_controller(d_coef=C)``); ``, eps E``: the inner
+  AdamW's ``eps`` (1e-8 by default).
 
 Usage:
   python benchmarks/controller_dev.py [--structures quadratic,...] [--horizons 300,1000]
@@ -80,8 +82,11 @@ def variant(name: str, steps: int, weights: dict):
   # "every K": decide every K updates; "every auto": the default, total_steps // DECISIONS.
   every = [o.split()[1] for o in options if o.startswith("every ")]
   k = None if every and every[0] == "auto" else int(every[0]) if every else 1
-  return lambda _: lrjax.learned_controller(adamw, total_steps=total, weights=weights[base],
-                                            every=k)
+  coef = [float(o.split()[1]) for o in options if o.startswith("coef ")]
+  eps = [float(o.split()[1]) for o in options if o.startswith("eps ")]
+  inner = (lambda lr: optax.adamw(lr, weight_decay=1e-4, eps=eps[0])) if eps else adamw
+  return lambda _: lrjax.learned_controller(inner, total_steps=total, weights=weights[base],
+                                            every=k, d_coef=coef[0] if coef else 1.0)
 
 
 def main():

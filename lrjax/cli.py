@@ -239,13 +239,16 @@ def _cmd_meta_train(args) -> int:
         learning_rate=args.learning_rate, seed=args.seed, hidden_size=args.hidden_size,
         lbfgs_steps=args.lbfgs_steps, checkpoint=checkpoint,
         validate_every=args.validate_every, progress=not args.quiet,
+        validation=meta.validation_draws(args.validation_draws) if args.validate_every else None,
         log=lambda line: print(line, flush=True), decisions=args.decisions)
   except ValueError as e:
     raise CLIError(str(e)) from None
   meta.save_weights(args.out, result.weights, seed=args.seed, iterations=args.iterations,
                     pairs=args.pairs, sigma=args.sigma, learning_rate=args.learning_rate,
                     lbfgs_steps=args.lbfgs_steps, best_iteration=result.best_iteration,
-                    **({} if args.decisions is None else {"decisions": args.decisions}))
+                    **({} if args.decisions is None else {"decisions": args.decisions}),
+                    **({} if args.validation_draws == 12
+                       else {"validation_draws": args.validation_draws}))
   print(f"wrote {args.out}: the weights of ES iteration {result.best_iteration} of "
         f"{result.iterations} ({result.wall_time / 60:.1f} min this session; checkpoint "
         f"{checkpoint})")
@@ -324,8 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
   mt.add_argument("--lbfgs-steps", type=int, default=0,
                   help="L-BFGS steps of the imitation fit before ES (0: none)")
   mt.add_argument("--validate-every", type=int, default=100,
-                  help="ES iterations between validations on 12 synthetic draws; the "
-                  "weights written are the best validated (0: none, the last iterate)")
+                  help="ES iterations between validations on the synthetic draws of "
+                  "--validation-draws; the weights written are the best validated (0: none, "
+                  "the last iterate)")
+  mt.add_argument("--validation-draws", type=_positive_int, default=12,
+                  help="fixed synthetic draws in each validation (the first 12 are the "
+                  "default's)")
   mt.add_argument("--checkpoint", default=None,
                   help="checkpoint path (default: OUT.checkpoint.npz)")
   mt.add_argument("--decisions", type=_positive_int, default=None,

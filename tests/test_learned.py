@@ -254,13 +254,13 @@ def test_the_schedule_shapes_the_applied_rate_outside_the_network(kwargs, warmup
     params = optax.apply_updates(params, updates)
 
 
-def _numpy_prodigy_controller(x, steps, d0=1e-6, beta3=0.999 ** 0.5):
+def _numpy_prodigy_controller(x, steps, d0=1e-6, beta3=0.999 ** 0.5, d_coef=1.0):
   """Sign descent on |x|^2 / 2 (g = x) at the rate d_t (a network that never moves it, no
   horizon), d_t Prodigy's estimate transcribed in NumPy (float64 sums) from Mishchenko & Defazio
   (2023), Algorithm 4 / optax.contrib.prodigy: each update k weighted by
   lambda_k = (d_k / d_0) * d_k * bc_k, bc_k = sqrt(1 - 0.999^(k+1)) / (1 - 0.9^(k+1)),
   r_t = sum_k beta3^(t-k) lambda_k <g_k, x_0 - x_k>, s_t = sum_k beta3^(t-k) lambda_k g_k,
-  d_{t+1} = max(d_t, r_t / |s_t|_1)."""
+  d_{t+1} = max(d_t, d_coef r_t / |s_t|_1)."""
   x = np.asarray(x, np.float32)  # float32 parameters, as the model's: the estimate reads
   x0, d, r, s = x.copy(), d0, 0.0, np.zeros(x.shape)  # their float32 differences x_0 - x_k
   estimates, rates = [], []
@@ -271,7 +271,7 @@ def _numpy_prodigy_controller(x, steps, d0=1e-6, beta3=0.999 ** 0.5):
     lam = (d / d0) * d * np.sqrt(1 - 0.999 ** (k + 1)) / (1 - 0.9 ** (k + 1))
     r = beta3 * r + lam * (g @ (x0 - x).astype(np.float64))
     s = beta3 * s + lam * g
-    d = max(d, r / np.abs(s).sum())
+    d = max(d, d_coef * r / np.abs(s).sum())
     x = (x - np.float32(rates[-1]) * np.sign(x)).astype(np.float32)
   return np.asarray(estimates), np.asarray(rates)
 
@@ -288,6 +288,11 @@ def test_without_init_value_the_rate_is_prodigys_estimate():
   np.testing.assert_allclose(lrs, want_lr, rtol=2e-4)
   assert want_d[-1] > 1e3 * want_d[0]  # it grew: the test is not of a constant
   np.testing.assert_allclose(float(state.estimate), want_d[-1], rtol=2e-4)
+  # Prodigy's d_coef multiplies the estimate's ratio (the run moves with it: not a constant).
+  tx = lrjax.learned_controller(optax.sign_sgd, weights=zero, guard=False, d_coef=2.0)
+  want_d2, want_lr2 = _numpy_prodigy_controller(x, 40, d_coef=2.0)
+  np.testing.assert_allclose(_quadratic_run(tx, steps=40, scale=0.5)[1], want_lr2, rtol=2e-4)
+  assert want_d2[-1] > 1.5 * want_d[-1]
 
 
 def test_with_adam_and_the_network_off_it_is_prodigy_under_the_schedule():
@@ -366,6 +371,8 @@ def test_update_needs_the_loss_and_the_params():
     (dict(init_value=float("nan")), "init_value must be"),
     (dict(init_value=0.1, weights="/no/such/file.npz"), "weights file '/no/such/file.npz' does not"),
     (dict(init_value=0.1, weights=[1, 2]), "weights must be None, a path or a dict"),
+    (dict(d_coef=0.0), "d_coef must be > 0"),
+    (dict(init_value=0.1, d_coef=2.0), "d_coef scales the estimate, which init_value replaces"),
 ])
 def test_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match="lrjax.learned_controller: " + message):
@@ -610,14 +617,23 @@ def test_cli_meta_train_passes_its_settings_and_refuses_bad_ones(tmp_path, capsy
               "--quiet")
   assert r.returncode == 0, r.stderr
   assert seen[-1]["decisions"] == 300 and seen[-1]["iterations"] == 3
+  assert len(seen[-1]["validation"]) == 12  # the default's draws
   with np.load(out) as f:
     assert int(f["meta_decisions"]) == 300 and int(f["meta_iterations"]) == 3
+    assert "meta_validation_draws" not in f.files
+  r = run_cli(capsys, "meta-train", "--out", out, "--validation-draws", "20", "--quiet")
+  assert r.returncode == 0, r.stderr
+  assert [d.seed for d in seen[-1]["validation"][:12]] == [d.seed for d in meta.validation_draws()]
+  assert len(seen[-1]["validation"]) == 20
+  with np.load(out) as f:
+    assert int(f["meta_validation_draws"]) == 20
   assert set(L.load_weights(out)) == set(L.WEIGHT_KEYS)
   assert run_cli(capsys, "meta-train", "--out", plain, "--quiet").returncode == 0
   assert seen[-1]["decisions"] is None
   with np.load(plain) as f:
     assert "meta_decisions" not in f.files
   for args, match in [(("--decisions", "0"), "--decisions"),
+                      (("--validation-draws", "0"), "--validation-draws"),
                       (("--out", str(tmp_path / "w.txt")), "must name an .npz file"),
                       (("--out", str(tmp_path / "no" / "w.npz")), "no writable folder")]:
     r = run_cli(capsys, "meta-train", "--quiet", *args)

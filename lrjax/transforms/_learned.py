@@ -318,12 +318,12 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
                min_value: Any, max_value: Any, total_steps: Optional[int],
                axis_name: Optional[str], settings: GuardSettings, reset_hidden: bool = False,
                policy: Optional[Callable[..., Any]] = None, warmup_steps: Any = 0,
-               anneal: bool = False) -> optax.GradientTransformationExtraArgs:
+               anneal: bool = False, d_coef: Any = 1.0) -> optax.GradientTransformationExtraArgs:
   """The transform without argument checks (``learned_controller`` checks; meta-training
   builds it with traced weights, starting rate, ``total_steps`` (0 for unknown) and ``every``).
 
-  ``init_value`` ``None``: the base is the running estimate (``estimate``), else this
-  constant. ``policy(weights, hidden, inputs) -> (hidden, Δ)`` replaces the GRU
+  ``init_value`` ``None``: the base is the running estimate (``estimate``, ``d_coef`` times
+  Prodigy's ratio), else this constant. ``policy(weights, hidden, inputs) -> (hidden, Δ)`` replaces the GRU
   (``gru_step``) for a hand-made rule; ``reset_hidden`` zeroes the memory before every
   decision (an ablation). ``warmup_steps`` and ``anneal``: the schedule's ``shape``.
   """
@@ -376,7 +376,7 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     if estimating:  # Prodigy's estimate, one update behind (as Prodigy applies d before it grows)
       numerator = ESTIMATE_DECAY * state.numerator + jnp.where(counted > 0, counted * stats[5],
                                                                0.0)
-      ratio = numerator / jnp.where(stats[6] > 0, stats[6], 1.0)
+      ratio = d_coef * numerator / jnp.where(stats[6] > 0, stats[6], 1.0)
       estimate = jnp.where((stats[6] > 0) & jnp.isfinite(ratio),
                            jnp.maximum(state.estimate, ratio), state.estimate)
     else:
@@ -474,7 +474,7 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
                        guard: bool = True, guard_factor: float = 4.0, guard_cut: float = 0.1,
                        guard_nonfinite: int = 3, guard_skip: bool = True,
                        warmup_steps: Optional[int] = None, anneal: bool = True,
-                       reset_hidden: bool = False) -> optax.GradientTransformationExtraArgs:
+                       reset_hidden: bool = False, d_coef: float = 1.0) -> optax.GradientTransformationExtraArgs:
   r"""A learned learning-rate controller: a small GRU sets the rate from the training signal.
 
   The update is :math:`\alpha_t\, s_t\, u_t`: :math:`u_t` the inner
@@ -492,10 +492,10 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     \lambda_k = \frac{\hat d_k}{\hat d_0}\, \alpha_k s_k\, \mathrm{bc}_k, \quad
     r_t = \sum_{k<t} \beta_3^{t-k} \lambda_k \langle g_k, x_0 - x_k \rangle, \quad
     S_t = \sum_{k<t} \beta_3^{t-k} \lambda_k g_k, \quad
-    \hat d_t = \max\left(\hat d_{t-1}, \frac{r_t}{\|S_t\|_1}\right)
+    \hat d_t = \max\left(\hat d_{t-1}, c\, \frac{r_t}{\|S_t\|_1}\right)
 
-  with :math:`\beta_3 = \sqrt{0.999}` and :math:`\mathrm{bc}_k` Adam's bias
-  correction, as ``optax.contrib.prodigy``. So a network whose output is 0
+  with :math:`\beta_3 = \sqrt{0.999}`, :math:`\mathrm{bc}_k` Adam's bias
+  correction and :math:`c` = ``d_coef`` (1 by default), as ``optax.contrib.prodigy``. So a network whose output is 0
   (:math:`m_t = 1`) is Prodigy's rate under a warmup-cosine multiplier, the
   strongest no-tuning rule measured here: the network only learns what to add
   to it, and the run does not depend on any starting rate. The inner optimizer
@@ -571,6 +571,9 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
       above (none with ``guard=False``).
     reset_hidden: zero the network's memory before every decision (an ablation:
       ``benchmarks/learned_controller.py`` measures what the memory adds).
+    d_coef: Prodigy's ``d_coef`` :math:`c`, a factor on the estimate (> 0; only
+      without ``init_value``). The shipped weights were trained and chosen at 1; 1.5
+      and 2 measured worse on the development set (``benchmarks/README.md``).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; call
@@ -619,6 +622,10 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   elif not min_value <= ESTIMATE_INIT <= max_value:
     raise ValueError(f"lrjax.{fn}: without init_value the rate starts at {ESTIMATE_INIT:g}, "
                      f"which must be in [min_value, max_value], got [{min_value}, {max_value}]")
+  v.positive(fn, "d_coef", d_coef)
+  if init_value is not None and d_coef != 1.0:
+    raise ValueError(f"lrjax.{fn}: d_coef scales the estimate, which init_value replaces; "
+                     f"give one of them, got init_value={init_value}, d_coef={d_coef}")
   anneal = _guard.flag(fn, "anneal", anneal)
   reset_hidden = _guard.flag(fn, "reset_hidden", reset_hidden)
   if warmup_steps is None:
@@ -628,4 +635,4 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   return controller(owner, load_weights(weights, fn), init_value=init_value, every=every,
                     min_value=min_value, max_value=max_value, total_steps=total_steps,
                     axis_name=axis_name, settings=settings, warmup_steps=int(warmup_steps),
-                    anneal=anneal, reset_hidden=reset_hidden)
+                    anneal=anneal, reset_hidden=reset_hidden, d_coef=d_coef)
