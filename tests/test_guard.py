@@ -13,6 +13,7 @@ import optax
 import pytest
 
 import lrjax
+from lrjax import _packed
 
 
 def reference_guard(values, factor=4.0, nonfinite=3, beta=0.9, spikes=True, start_rule=True):
@@ -253,3 +254,87 @@ def test_hypergradient_alpha_stays_below_its_ceiling_after_a_spike():
   assert alphas[0] < 0.5 * ceiling  # cut, then it climbs again, up to the ceiling only
   assert max(alphas) == pytest.approx(ceiling, rel=1e-5) and alphas[-1] == max(alphas)
 
+
+
+# Issue 21's test: every schedule that can raise its rate, started at a tenth and at ten times a
+# sensible rate on a task that blows up at high rates, ends within 10x of a tuned decay. The
+# task: SGD on a noisy linear regression whose features span scales 0.3-3 (SGD diverges above
+# about 0.2 here); the tuned decay: SGD under warmup-cosine at the best peak of a half-decade
+# grid, found in the test (one program over the grid). Each schedule is one program over
+# seeds x starts. A start 10x too high blows up at once: the guard must catch it (a spike is
+# counted in every such run), and without the guard greedy diverges there (measured: so do
+# hypergradient and the learned controller; one program shows it here).
+_STEPS = 300
+
+
+def _linear_task(seed):
+  k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(seed), 4)
+  x = jax.random.normal(k1, (256, 16)) * jnp.linspace(0.3, 3.0, 16)[None, :]
+  y = x @ jax.random.normal(k2, (16,)) + 0.3 * jax.random.normal(k3, (256,))
+
+  def loss(w, t):
+    idx = jax.random.randint(jax.random.fold_in(k4, t), (32,), 0, 256)
+    return jnp.mean((x[idx] @ w - y[idx]) ** 2)
+  return jnp.zeros(16), loss
+
+
+def _final_losses(make_tx, spikes=False):
+  """Mean loss of the last tenth of the updates per (seed, setting), and with ``spikes`` the
+  guard's spike count at the end: one program."""
+  def one(seed, setting):
+    w, loss_fn = _linear_task(seed)
+    tx = make_tx(setting)
+
+    def body(carry, t):
+      w, s = carry
+      loss, g = jax.value_and_grad(loss_fn)(w, t)
+      u, s = tx.update(g, s, w, value=loss)
+      return (optax.apply_updates(w, u), s), loss
+    (_, state), losses = jax.lax.scan(body, (w, tx.init(w)), jnp.arange(_STEPS))
+    final = jnp.mean(losses[-_STEPS // 10:])
+    return (final, optax.tree_utils.tree_get(_packed.unpacked(state), "num_spikes")) if spikes \
+        else final
+  program = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))
+  return lambda seeds, settings: jax.tree.map(lambda x: np.asarray(x, np.float64),
+                                              program(seeds, settings))
+
+
+def _sgd(learning_rate):
+  return optax.sgd(learning_rate)
+
+
+RISING = {
+    "greedy": lambda lr, g: optax.inject_hyperparams(optax.sgd)(
+        learning_rate=lrjax.greedy(lr, window=50, guard=g)),
+    "hypergradient": lambda lr, g: lrjax.hypergradient(_sgd, init_value=lr, hyper_lr=1e-7,
+                                                       guard=g),
+    "learned_controller": lambda lr, g: lrjax.learned_controller(_sgd, init_value=lr,
+                                                                 total_steps=_STEPS, guard=g),
+}
+
+
+@pytest.fixture(scope="module")
+def tuned_linear():
+  """(peak, mean final loss over the seeds) of tuned SGD + warmup-cosine."""
+  shape = optax.warmup_cosine_decay_schedule(0.0, 1.0, _STEPS // 10, _STEPS)
+  peaks = np.asarray([10 ** (k / 2) for k in range(-8, 1)], np.float32)  # 1e-4 ... 1
+  finals = _final_losses(lambda p: optax.sgd(lambda c: p * shape(c)))(jnp.arange(3), peaks)
+  best = int(np.argmin(np.mean(np.log(np.where(np.isfinite(finals), finals, 1e30)), 0)))
+  assert 0 < best < len(peaks) - 2, finals  # inside the grid, 10x the best is on it:
+  assert not np.any(np.isfinite(finals[:, best + 2])), finals  # and blows up
+  return float(peaks[best]), float(np.mean(finals[:, best]))
+
+
+@pytest.mark.parametrize("name", sorted(RISING))
+def test_a_rising_schedule_from_a_tenth_or_ten_times_ends_within_10x_of_tuned(name,
+                                                                               tuned_linear):
+  peak, tuned = tuned_linear
+  starts = jnp.asarray([peak / 10, peak * 10], jnp.float32)
+  seeds = jnp.arange(3)
+  finals, spikes = _final_losses(lambda lr: RISING[name](lr, True), spikes=True)(seeds, starts)
+  ratios = finals / tuned
+  assert np.all(np.isfinite(ratios)) and np.all(ratios <= 10.0), ratios
+  assert np.all(spikes[:, 1] >= 1), spikes  # caught at 10x
+  if name == "greedy":  # the guard is what saves it
+    unguarded = _final_losses(lambda lr: RISING[name](lr, False))(seeds, starts[1:])
+    assert not np.any(np.isfinite(unguarded) & (unguarded <= 10.0 * tuned)), unguarded
