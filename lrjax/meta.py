@@ -52,7 +52,7 @@ import functools
 import math
 import os
 import time
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -538,6 +538,126 @@ def _centered_ranks(x: np.ndarray) -> np.ndarray:
   return ranks / (len(x) - 1) - 0.5
 
 
+class ESState(NamedTuple):
+  """The state of antithetic evolution strategies over flat weights (``es_init``,
+  ``es_update``): a pytree of arrays, which ``meta_train``'s checkpoint saves leaf by leaf.
+
+  Attributes:
+    theta: the current weights, flat, float32.
+    adam: the state of the optimizer of the ES gradient estimate (Adam) over ``theta``.
+    iteration: ES iterations done.
+    best_theta: the weights of the best validation point so far (``theta`` before any).
+    best_loss: their validation meta-loss (∞ before any).
+    best_iteration: the iteration of that validation point.
+  """
+  theta: np.ndarray
+  adam: Any
+  iteration: np.ndarray
+  best_theta: np.ndarray
+  best_loss: np.ndarray
+  best_iteration: np.ndarray
+
+
+def es_init(theta: Any, optimizer: optax.GradientTransformation) -> ESState:
+  """The ES state at flat weights ``theta``, before any iteration."""
+  theta = np.asarray(theta, np.float32)
+  return ESState(theta=theta, adam=optimizer.init(jnp.asarray(theta)),
+                 iteration=np.asarray(0), best_theta=theta, best_loss=np.asarray(math.inf),
+                 best_iteration=np.asarray(0))
+
+
+def es_population(state: ESState, eps: np.ndarray, sigma: float) -> np.ndarray:
+  r"""The antithetic population :math:`\theta \pm \sigma \varepsilon_i` (the ``+`` half
+  first) for perturbations ``eps`` of shape ``(pairs, size)``."""
+  return np.concatenate([state.theta + sigma * eps, state.theta - sigma * eps])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _optimizer_step(optimizer, theta, grad, opt_state):
+  updates, opt_state = optimizer.update(grad, opt_state, theta)
+  return optax.apply_updates(theta, updates), opt_state
+
+
+def es_update(state: ESState, eps: np.ndarray, losses: np.ndarray, sigma: float,
+              optimizer: optax.GradientTransformation) -> ESState:
+  r"""One ES step from the population's meta-losses (``es_population``'s order): the
+  antithetic estimate of the smoothed meta-loss's gradient on centered ranks :math:`u_i`,
+
+  .. math::
+    \hat g = \frac{1}{2 P \sigma} \sum_{i=1}^{P} (u_i^+ - u_i^-)\, \varepsilon_i,
+
+  then one step of ``optimizer`` (Adam) on it. ``meta_train`` runs ``es_population``,
+  the inner runs, ``es_update`` and, every ``validate_every`` iterations, ``es_validated``.
+
+  Args:
+    state: the ES state.
+    eps: the perturbations, ``(pairs, size)``.
+    losses: the meta-loss of each member of ``es_population(state, eps, sigma)``.
+    sigma: the perturbation scale :math:`\sigma`.
+    optimizer: the step on :math:`\hat g` (``optax.adam(learning_rate)`` in ``meta_train``);
+      the same object at every iteration (its step is compiled once per object).
+
+  Returns:
+    The state one iteration on.
+
+  Example:
+    >>> import numpy as np, optax, lrjax.meta as meta
+    >>> sgd = optax.sgd(0.1)
+    >>> state = meta.es_init(np.zeros(2), sgd)
+    >>> for i in range(200):  # minimise |theta - 1|^2 by ES alone
+    ...   eps = np.random.default_rng(i).normal(size=(4, 2))
+    ...   population = meta.es_population(state, eps, 0.1)
+    ...   state = meta.es_update(state, eps, np.sum((population - 1) ** 2, 1), 0.1, sgd)
+    >>> bool(np.all(np.abs(state.theta - 1) < 0.2))
+    True
+
+  References:
+    Salimans et al., `Evolution Strategies as a Scalable Alternative to Reinforcement
+    Learning <https://arxiv.org/abs/1703.03864>`_, 2017 (antithetic pairs, centered ranks).
+  """
+  pairs = len(eps)
+  shaped = _centered_ranks(losses)
+  grad = (shaped[:pairs] - shaped[pairs:]) @ eps / (2 * pairs * sigma)
+  theta, adam = _optimizer_step(optimizer, jnp.asarray(state.theta),
+                                jnp.asarray(grad, jnp.float32), state.adam)
+  return state._replace(theta=np.asarray(theta), adam=adam, iteration=state.iteration + 1)
+
+
+def es_validated(state: ESState, loss: float) -> ESState:
+  """The state after a validation of ``state.theta`` at meta-loss ``loss``: the best point
+  kept (the first of equals)."""
+  if loss < state.best_loss:
+    return state._replace(best_theta=np.array(state.theta), best_loss=np.asarray(loss),
+                          best_iteration=np.asarray(state.iteration))
+  return state
+
+
+def _save_checkpoint(path: str, state: ESState, logs: dict[str, Any]) -> None:
+  """The ES state (each leaf under its pytree path) and the logs, in one ``.npz`` written
+  atomically."""
+  leaves = {jax.tree_util.keystr(k): np.asarray(x)
+            for k, x in jax.tree_util.tree_flatten_with_path(state)[0]}
+  arrays = {f"state{k}": x for k, x in leaves.items()}
+  arrays.update({f"log_{k}": np.asarray(x) for k, x in logs.items()})
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **arrays)  # type: ignore[arg-type]  # NumPy's stub types **kwds as allow_pickle
+  os.replace(tmp, path)
+
+
+def _load_checkpoint(path: str, like: ESState, fn: str) -> tuple[ESState, dict[str, Any]]:
+  """``_save_checkpoint``'s state, restored into the structure of ``like``, and the logs."""
+  paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
+  with np.load(path, allow_pickle=False) as ck:
+    missing = [k for k in paths if f"state{k}" not in ck.files]
+    if missing:
+      raise ValueError(f"lrjax.{fn}: checkpoint {path!r} was written for another ES state "
+                       f"(missing {', '.join(missing[:3])}): remove it or name another")
+    leaves = [ck[f"state{k}"] for k in paths]
+    logs = {k[len("log_"):]: ck[k] for k in ck.files if k.startswith("log_")}
+  state = jax.tree.unflatten(jax.tree.structure(like), leaves)
+  return state._replace(adam=jax.tree.map(jnp.asarray, state.adam)), logs
+
+
 def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                learning_rate: float = 0.003, seed: int = 0, hidden_size: int = 16,
                lbfgs_steps: int = 0, imitation_runs: int = 24,
@@ -625,82 +745,57 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     draws = [draw(rng, structures) for _ in range(imitation_runs)]
     xs, ds, masks = imitation_data(draws, family, hidden_size)
     weights, lbfgs_history = fit_by_lbfgs(weights, xs, ds, masks, lbfgs_steps)
-  theta = np.asarray(flat.flat(weights))
   adam = optax.adam(learning_rate)
-  adam_state = adam.init(jnp.asarray(theta))
+  state = es_init(flat.flat(weights), adam)
   history: list[float] = []
   val_history: list[tuple[int, float]] = []
-  best: dict[str, Any] = {"theta": theta, "loss": math.inf, "iteration": 0}
-  first = 0
-  if resumed:
-    with np.load(str(checkpoint), allow_pickle=False) as ck:  # resumed: checkpoint is a path
-      theta = ck["theta"]
-      first = int(ck["iteration"])
-      history = ck["history"].tolist()
-      lbfgs_history = ck["lbfgs_history"].tolist()
-      val_history = [tuple(r) for r in ck["validation"].tolist()]
-      best = {"theta": ck["best_theta"], "loss": float(ck["best_loss"]),
-              "iteration": int(ck["best_iteration"])}
-      leaves = [ck[f"adam_{i}"] for i in range(int(ck["adam_leaves"]))]
-      adam_state = jax.tree.unflatten(jax.tree.structure(adam_state),
-                                      [jnp.asarray(x) for x in leaves])
+  if resumed:  # checkpoint is a path
+    state, logs = _load_checkpoint(str(checkpoint), state, fn)
+    history = logs["history"].tolist()
+    lbfgs_history = logs["lbfgs_history"].tolist()
+    val_history = [(int(i), float(x)) for i, x in logs["validation"].tolist()]
+  first = int(state.iteration)
   get = _compiled_population(family, flat, decisions=decisions)
 
-  @jax.jit
-  def adam_step(theta, grad, state):
-    updates, state = adam.update(grad, state, theta)
-    return optax.apply_updates(theta, updates), state
-
-  def save(i):
-    leaves = jax.tree.leaves(adam_state)
-    tmp = checkpoint + ".tmp.npz"
-    np.savez(tmp, theta=theta, iteration=i, history=np.asarray(history),
-             lbfgs_history=np.asarray(lbfgs_history),
-             validation=np.asarray(val_history).reshape(-1, 2), adam_leaves=len(leaves),
-             best_theta=best["theta"], best_loss=best["loss"], best_iteration=best["iteration"],
-             **{f"adam_{j}": np.asarray(x) for j, x in enumerate(leaves)})
-    os.replace(tmp, checkpoint)
-
-  def validate(i):
-    loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(theta)), validation, family,
+  def validate(state):
+    i = int(state.iteration)
+    loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(state.theta)), validation, family,
                                   decisions=decisions)))
     val_history.append((i, loss))
-    if loss < best["loss"]:
-      best.update(theta=np.array(theta), loss=loss, iteration=i)
+    state = es_validated(state, loss)
     if log is not None:
       log(f"iteration {i}: validation meta-loss {loss:.4f}"
-          + (" (best)" if best["iteration"] == i else ""))
+          + (" (best)" if int(state.best_iteration) == i else ""))
+    return state
 
   if validate_every and not resumed:
-    validate(0)
+    state = validate(state)
   # The bar on a terminal only: off one, the validation lines are the log.
   bar = Progress(iterations - first, enabled=progress and iterations > first, lines=False)
   for i in range(first, iterations):
     d = draw(np.random.default_rng([seed, 2, i]), structures)
     eps = np.asarray(jax.random.normal(jax.random.PRNGKey(seed * 1_000_003 + i),
-                                       (pairs, theta.size)))
-    population = np.concatenate([theta + sigma * eps, theta - sigma * eps])
+                                       (pairs, state.theta.size)))
     losses = np.asarray(get(d)(
-        jnp.asarray(population, jnp.float32), jax.random.PRNGKey(d.seed), d.horizon,
-        d.horizon_known, d.init_value))
-    shaped = _centered_ranks(losses)
-    grad = (shaped[:pairs] - shaped[pairs:]) @ eps / (2 * pairs * sigma)
-    new_theta, adam_state = adam_step(jnp.asarray(theta), jnp.asarray(grad, jnp.float32),
-                                      adam_state)
-    theta = np.asarray(new_theta)
+        jnp.asarray(es_population(state, eps, sigma), jnp.float32), jax.random.PRNGKey(d.seed),
+        d.horizon, d.horizon_known, d.init_value))
+    state = es_update(state, eps, losses, sigma, adam)
     history.append(float(np.mean(losses)))
     bar.begin(f"meta-train: meta-loss {float(np.mean(history[-25:])):.4f}")
     bar.finish("")
     if validate_every and (i + 1) % validate_every == 0:
-      validate(i + 1)
+      state = validate(state)
     if checkpoint is not None and ((i + 1) % checkpoint_every == 0 or i + 1 == iterations):
-      save(i + 1)
+      _save_checkpoint(checkpoint, state, {
+          "history": np.asarray(history), "lbfgs_history": np.asarray(lbfgs_history),
+          "validation": np.asarray(val_history).reshape(-1, 2)})
   as_dict = lambda t: {k: np.asarray(x) for k, x in flat.unflat(jnp.asarray(t)).items()}  # noqa
-  chosen: dict[str, Any] = best if val_history else {"theta": theta, "iteration": iterations}
-  return MetaTrainResult(weights=as_dict(chosen["theta"]), history=history,
+  chosen, at = ((state.best_theta, int(state.best_iteration)) if val_history
+                else (state.theta, iterations))
+  return MetaTrainResult(weights=as_dict(chosen), history=history,
                          lbfgs_history=lbfgs_history, validation=val_history,
                          wall_time=time.perf_counter() - start, iterations=iterations,
-                         final_weights=as_dict(theta), best_iteration=int(chosen["iteration"]))
+                         final_weights=as_dict(state.theta), best_iteration=at)
 
 
 save_weights = _learned.save_weights

@@ -568,6 +568,32 @@ def test_meta_train_resumes_from_its_checkpoint_exactly(tmp_path):
   for k in L.WEIGHT_KEYS:
     np.testing.assert_array_equal(resumed.weights[k], full.weights[k])
   assert resumed.history == full.history
+  # A checkpoint of another layout (the hand-written one of earlier versions) is refused by name.
+  old = str(tmp_path / "old.npz")
+  np.savez(old, theta=np.zeros(3), iteration=2)
+  with pytest.raises(ValueError, match="lrjax.meta_train: checkpoint .* was written for another"):
+    meta.meta_train(iterations=4, checkpoint=old, **kw)
+
+
+def test_es_update_is_the_antithetic_estimate_on_centered_ranks():
+  """One ES step, transcribed: the population theta +- sigma eps (+ half first), centered ranks
+  u in [-1/2, 1/2] of the losses, g = sum_i (u+_i - u-_i) eps_i / (2 P sigma); plain SGD at
+  rate 1 moves theta by -g. The best validation point is the first of equals."""
+  rng = np.random.default_rng(0)
+  theta, eps, sigma = rng.normal(size=5).astype(np.float32), rng.normal(size=(3, 5)), 0.1
+  state = meta.es_init(theta, optax.sgd(1.0))
+  population = meta.es_population(state, eps, sigma)
+  np.testing.assert_allclose(population, np.concatenate([theta + sigma * eps,
+                                                          theta - sigma * eps]))
+  losses = np.array([3.0, 1.0, 5.0, 2.0, 6.0, 4.0])  # ranks 2, 0, 4, 1, 5, 3 of 0..5
+  u = np.array([2, 0, 4, 1, 5, 3]) / 5 - 0.5
+  g = (u[:3] - u[3:]) @ eps / (2 * 3 * sigma)
+  new = meta.es_update(state, eps, losses, sigma, optax.sgd(1.0))
+  np.testing.assert_allclose(new.theta, theta - g, rtol=1e-6)
+  assert int(new.iteration) == 1
+  assert meta.es_validated(new, 0.5).best_iteration == 1
+  kept = meta.es_validated(meta.es_validated(state, 0.5), 0.5)
+  assert int(kept.best_iteration) == 0 and float(kept.best_loss) == 0.5
 
 
 def test_diverged_inner_runs_get_the_worst_score_not_nan():
