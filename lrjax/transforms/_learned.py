@@ -314,6 +314,71 @@ def _bias_correction(count: jax.Array) -> jax.Array:
   return jnp.sqrt(1.0 - b2 ** n) / (1.0 - b1 ** n)
 
 
+def _sample_statistics(state: LearnedControllerState, updates: Any, params: Any,
+                       raw_loss: jax.Array, estimating: bool, axis_name: Optional[str]):
+  """Every statistic of an update from the samples, in one collective.
+
+  Returns ``(g, p, grad_sum, stats)``: the samples of the gradient and the parameters, the
+  estimate's weighted gradient sum with the previous update's term added (unchanged without
+  the estimate) and the device means of the loss, g·g, θ·θ, g·g_prev, |θ_t − θ_{t−1}|² (the
+  last update's step) and, when estimating, the previous update's term of the estimate (its
+  gradient against its distance from the start) and the L1 norm of the weighted sum.
+  """
+  g, p = sample(updates), sample(params)
+  step = p - state.param_sample
+  counted = state.estimate_weight  # 0 for the first update and after a skipped one
+  if estimating:
+    grad_sum = ESTIMATE_DECAY * state.grad_sum + counted * _zeroed_unless(
+        state.grad_sample, counted > 0)
+    extra = [_dot(state.grad_sample, state.param0 - state.param_sample),
+             _dot(jnp.abs(grad_sum), sample_weights(params))]
+  else:
+    grad_sum, extra = state.grad_sum, []
+  stats = device_mean(jnp.stack([raw_loss, _dot(g, g), _dot(p, p), _dot(g, state.grad_sample),
+                                 _dot(step, step)] + extra), axis_name)
+  return g, p, grad_sum, stats
+
+
+def _prodigy_estimate(state: LearnedControllerState, stats: jax.Array, d_coef: Any):
+  """Prodigy's estimate, one update behind (as Prodigy applies d before it grows):
+  ``(numerator, estimate)`` from ``_sample_statistics``'s last two statistics."""
+  counted = state.estimate_weight
+  numerator = ESTIMATE_DECAY * state.numerator + jnp.where(counted > 0, counted * stats[5], 0.0)
+  ratio = d_coef * numerator / jnp.where(stats[6] > 0, stats[6], 1.0)
+  estimate = jnp.where((stats[6] > 0) & jnp.isfinite(ratio),
+                       jnp.maximum(state.estimate, ratio), state.estimate)
+  return numerator, estimate
+
+
+def _running_statistics(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
+                        cross: jax.Array):
+  """The state's running statistics moved by this update (kept only where it is finite), and
+  the cosine of this gradient with the previous one: ``(stepped state, cosine)``."""
+  started = state.stats_count > 0
+  have_prev = state.prev_grad_sq > 0
+  betas = jnp.asarray(LOSS_SMOOTHING, jnp.float32)
+  levels = jnp.where(started, betas * state.loss_levels + (1 - betas) * loss,
+                     jnp.full((3,), loss, jnp.float32))
+  best = jnp.where(started, jnp.minimum(state.best_level, levels[1]), levels[1])
+  norms = jnp.sqrt(grad_sq * state.prev_grad_sq)
+  cosine = jnp.where(have_prev & (norms > 0),
+                     jnp.clip(cross / jnp.where(norms > 0, norms, 1.0), -1.0, 1.0), 0.0)
+  denom = grad_sq + state.prev_grad_sq
+  noise_now = jnp.where(denom > 0, jnp.clip((denom - 2 * cross)
+                                            / jnp.where(denom > 0, denom, 1.0), 0.0, 2.0),
+                        1.0)
+  b = GRAD_SMOOTHING
+  stepped = state._replace(
+      loss_levels=levels, best_level=best,
+      grad_sq=jnp.where(started, b * state.grad_sq + (1 - b) * grad_sq, grad_sq),
+      cosine_avg=jnp.where(have_prev, b * state.cosine_avg + (1 - b) * cosine,
+                           state.cosine_avg),
+      noise=jnp.where(have_prev, b * state.noise + (1 - b) * noise_now,
+                      jnp.where(started, state.noise, 0.5)),
+      stats_count=increment_if(state.stats_count))
+  return stepped, cosine
+
+
 def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, every: Any,
                min_value: Any, max_value: Any, total_steps: Optional[int],
                axis_name: Optional[str], settings: GuardSettings, reset_hidden: bool = False,
@@ -354,62 +419,21 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
       raise ValueError("lrjax.learned_controller: update needs the loss: "
                        "tx.update(grads, state, params, value=loss)")
     raw_loss, _ = read_value(value, None, "lrjax.learned_controller")  # averaged below
-    # Every statistic from the samples, in one collective: the loss, g·g, θ·θ, g·g_prev,
-    # |θ_t − θ_{t−1}|² (the last update's step) and, when estimating, the previous update's
-    # term of the estimate (its gradient against its distance from the start) and the L1
-    # norm of the weighted gradient sum with it.
-    g, p = sample(updates), sample(params)
-    step = p - state.param_sample
-    counted = state.estimate_weight  # 0 for the first update and after a skipped one
-    if estimating:
-      grad_sum = ESTIMATE_DECAY * state.grad_sum + counted * _zeroed_unless(
-          state.grad_sample, counted > 0)
-      extra = [_dot(state.grad_sample, state.param0 - state.param_sample),
-               _dot(jnp.abs(grad_sum), sample_weights(params))]
-    else:
-      grad_sum, extra = state.grad_sum, []
-    stats = device_mean(jnp.stack([raw_loss, _dot(g, g), _dot(p, p), _dot(g, state.grad_sample),
-                                   _dot(step, step)] + extra), axis_name)
+    g, p, grad_sum, stats = _sample_statistics(state, updates, params, raw_loss, estimating,
+                                               axis_name)
     loss, grad_sq, param_sq, cross, step_sq = (stats[i] for i in range(5))
     ok = jnp.all(jnp.isfinite(stats[:3]))
     guard_state, spike = owner.spike(state.guard, loss, jnp.isfinite(grad_sq), settings, None)
-    if estimating:  # Prodigy's estimate, one update behind (as Prodigy applies d before it grows)
-      numerator = ESTIMATE_DECAY * state.numerator + jnp.where(counted > 0, counted * stats[5],
-                                                               0.0)
-      ratio = d_coef * numerator / jnp.where(stats[6] > 0, stats[6], 1.0)
-      estimate = jnp.where((stats[6] > 0) & jnp.isfinite(ratio),
-                           jnp.maximum(state.estimate, ratio), state.estimate)
-    else:
-      numerator, estimate = state.numerator, state.estimate
+    numerator, estimate = (_prodigy_estimate(state, stats, d_coef) if estimating
+                           else (state.numerator, state.estimate))
     # With the estimate, the inner optimizer reads (d / d_0) g, as Prodigy's Adam moments
     # average d g: while d grows, recent gradients weigh more (an Adam-like direction does not
     # depend on the gradient's scale otherwise).
     scaled = scale_tree(updates, estimate / ESTIMATE_INIT) if estimating else updates
     direction, inner_state = owner.direction(scaled, state.inner_state, params, **extra_args)
 
-    # Running statistics (where this update is finite).
-    started = state.stats_count > 0
     have_prev = state.prev_grad_sq > 0
-    betas = jnp.asarray(LOSS_SMOOTHING, jnp.float32)
-    levels = jnp.where(started, betas * state.loss_levels + (1 - betas) * loss,
-                       jnp.full((3,), loss, jnp.float32))
-    best = jnp.where(started, jnp.minimum(state.best_level, levels[1]), levels[1])
-    norms = jnp.sqrt(grad_sq * state.prev_grad_sq)
-    cosine = jnp.where(have_prev & (norms > 0),
-                       jnp.clip(cross / jnp.where(norms > 0, norms, 1.0), -1.0, 1.0), 0.0)
-    denom = grad_sq + state.prev_grad_sq
-    noise_now = jnp.where(denom > 0, jnp.clip((denom - 2 * cross)
-                                              / jnp.where(denom > 0, denom, 1.0), 0.0, 2.0),
-                          1.0)
-    b = GRAD_SMOOTHING
-    stepped = state._replace(
-        loss_levels=levels, best_level=best,
-        grad_sq=jnp.where(started, b * state.grad_sq + (1 - b) * grad_sq, grad_sq),
-        cosine_avg=jnp.where(have_prev, b * state.cosine_avg + (1 - b) * cosine,
-                             state.cosine_avg),
-        noise=jnp.where(have_prev, b * state.noise + (1 - b) * noise_now,
-                        jnp.where(started, state.noise, 0.5)),
-        stats_count=increment_if(state.stats_count))
+    stepped, cosine = _running_statistics(state, loss, grad_sq, cross)
     # The rate follows the base: the network's multiplier (rate / base) is what it moves.
     grown = state.rate * (estimate / state.estimate) if estimating else state.rate
 
