@@ -24,7 +24,8 @@ Variants (no rate to choose in any of them):
   network decides every ``K`` updates (without it: at every update, as meta-training runs it);
   ``, every auto``: ``learned_controller``'s default, every ``total_steps // 300`` updates.
 - ``, coef C``: Prodigy's ``d_coef`` (``learned_controller(d_coef=C)``); ``, eps E``: the inner
-  AdamW's ``eps`` (1e-8 by default).
+  AdamW's ``eps`` (1e-8 by default); ``, warmup F``: a warmup over the fraction F of the horizon
+  (the default's is 0.1).
 
 Usage:
   python benchmarks/controller_dev.py [--structures quadratic,...] [--horizons 300,1000]
@@ -85,8 +86,11 @@ def variant(name: str, steps: int, weights: dict):
   coef = [float(o.split()[1]) for o in options if o.startswith("coef ")]
   eps = [float(o.split()[1]) for o in options if o.startswith("eps ")]
   inner = (lambda lr: optax.adamw(lr, weight_decay=1e-4, eps=eps[0])) if eps else adamw
+  warm = [float(o.split()[1]) for o in options if o.startswith("warmup ")]
+  w = int(warm[0] * total) if warm and total else None
   return lambda _: lrjax.learned_controller(inner, total_steps=total, weights=weights[base],
-                                            every=k, d_coef=coef[0] if coef else 1.0)
+                                            every=k, d_coef=coef[0] if coef else 1.0,
+                                            warmup_steps=w)
 
 
 def main():

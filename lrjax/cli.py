@@ -108,6 +108,19 @@ def _build(config: dict[str, Any]):
   return schedule
 
 
+def _horizon_range(text: str) -> tuple[int, int]:
+  """``SHORTEST,LONGEST``: two integers, 1 <= SHORTEST <= LONGEST."""
+  parts = text.split(",")
+  try:
+    low, high = (int(p) for p in parts) if len(parts) == 2 else (0, -1)
+  except ValueError:
+    low, high = 0, -1
+  if not 1 <= low <= high:
+    raise argparse.ArgumentTypeError(
+        f"must be SHORTEST,LONGEST with 1 <= SHORTEST <= LONGEST, got {text!r}")
+  return low, high
+
+
 def _positive_int(text: str) -> int:
   try:
     value = int(text)
@@ -239,8 +252,10 @@ def _cmd_meta_train(args) -> int:
         learning_rate=args.learning_rate, seed=args.seed, hidden_size=args.hidden_size,
         lbfgs_steps=args.lbfgs_steps, checkpoint=checkpoint,
         validate_every=args.validate_every, progress=not args.quiet,
-        validation=meta.validation_draws(args.validation_draws) if args.validate_every else None,
-        log=lambda line: print(line, flush=True), decisions=args.decisions)
+        validation=(meta.validation_draws(args.validation_draws, horizons=args.horizons)
+                    if args.validate_every else None),
+        log=lambda line: print(line, flush=True), decisions=args.decisions,
+        horizons=args.horizons)
   except ValueError as e:
     raise CLIError(str(e)) from None
   meta.save_weights(args.out, result.weights, seed=args.seed, iterations=args.iterations,
@@ -248,7 +263,9 @@ def _cmd_meta_train(args) -> int:
                     lbfgs_steps=args.lbfgs_steps, best_iteration=result.best_iteration,
                     **({} if args.decisions is None else {"decisions": args.decisions}),
                     **({} if args.validation_draws == 12
-                       else {"validation_draws": args.validation_draws}))
+                       else {"validation_draws": args.validation_draws}),
+                    **({} if args.horizons == (meta.MIN_HORIZON, meta.MAX_HORIZON)
+                       else {"horizons": ",".join(map(str, args.horizons))}))
   print(f"wrote {args.out}: the weights of ES iteration {result.best_iteration} of "
         f"{result.iterations} ({result.wall_time / 60:.1f} min this session; checkpoint "
         f"{checkpoint})")
@@ -333,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
   mt.add_argument("--validation-draws", type=_positive_int, default=12,
                   help="fixed synthetic draws in each validation (the first 12 are the "
                   "default's)")
+  mt.add_argument("--horizons", type=_horizon_range, default="100,2000",
+                  help="SHORTEST,LONGEST: each draw's horizon is log-uniform over it (the "
+                  "shipped weights': 100,2000)")
   mt.add_argument("--checkpoint", default=None,
                   help="checkpoint path (default: OUT.checkpoint.npz)")
   mt.add_argument("--decisions", type=_positive_int, default=None,

@@ -285,11 +285,13 @@ class Draw:
   estimate: bool = False  # the controller estimates its base rate (``init_value`` unused)
 
 
-def draw(rng: np.random.Generator, structures: tuple[str, ...]) -> Draw:
-  """A random inner run: structure, base optimizer, seed, horizon and starting rate (or,
-  for AdamW in ``ESTIMATE_SHARE`` of draws, the controller's own estimate of its base)."""
+def draw(rng: np.random.Generator, structures: tuple[str, ...],
+         horizons: tuple[int, int] = (MIN_HORIZON, MAX_HORIZON)) -> Draw:
+  """A random inner run: structure, base optimizer, seed, horizon (log-uniform over
+  ``horizons``) and starting rate (or, for AdamW in ``ESTIMATE_SHARE`` of draws, the
+  controller's own estimate of its base)."""
   opt = OPTIMIZERS[rng.integers(len(OPTIMIZERS))]
-  horizon = int(round(math.exp(rng.uniform(math.log(MIN_HORIZON), math.log(MAX_HORIZON)))))
+  horizon = int(round(math.exp(rng.uniform(math.log(horizons[0]), math.log(horizons[1])))))
   d = Draw(structure=structures[rng.integers(len(structures))], optimizer=opt,
            seed=int(rng.integers(2**31 - 1)), horizon=horizon,
            horizon_known=bool(rng.integers(2)),
@@ -318,11 +320,11 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
                   horizon: jax.Array, horizon_known: jax.Array, init_value: jax.Array,
                   policy: Optional[Callable] = None, reset_hidden: bool = False,
                   trace: bool = False, estimate: bool = False,
-                  decisions: Optional[int] = None):
+                  decisions: Optional[int] = None, trace_length: int = MAX_HORIZON):
   """The meta-loss of one inner run (traceable; ``vmap`` it over ``weights``).
 
   With ``trace`` also returns the inputs and log-rate change of every update
-  (padded to ``MAX_HORIZON``), for imitation. ``estimate``: the controller estimates its
+  (padded to ``trace_length`` >= ``horizon``), for imitation. ``estimate``: the controller estimates its
   base rate (``init_value`` unused). The schedule's shape is the shipped default's: a
   warmup over a tenth of a known horizon, then a cosine to 0. ``decisions``: ``None``, the
   network decides at every update; ``D``, every ``max(1, horizon // D)`` updates when the
@@ -344,8 +346,8 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
       settings=GuardSettings(), reset_hidden=reset_hidden,
       policy=policy, warmup_steps=jnp.where(horizon_known, horizon // 10, 0), anneal=True)
   state = tx.init(params)
-  xs = jnp.zeros((MAX_HORIZON if trace else 1, _learned.NUM_FEATURES))
-  ds = jnp.zeros((MAX_HORIZON if trace else 1,))
+  xs = jnp.zeros((trace_length if trace else 1, _learned.NUM_FEATURES))
+  ds = jnp.zeros((trace_length if trace else 1,))
 
   tail = jnp.maximum(horizon // 10, 1)  # the last tenth of the updates: where a run ends
 
@@ -428,10 +430,11 @@ def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, Task
 
 
 def validation_draws(n: int = 12, seed: int = 10_000,
-                     structures: tuple[str, ...] = tuple(FAMILY)) -> list[Draw]:
+                     structures: tuple[str, ...] = tuple(FAMILY),
+                     horizons: tuple[int, int] = (MIN_HORIZON, MAX_HORIZON)) -> list[Draw]:
   """``n`` fixed draws (seeds apart from any meta-training iteration's) for validation."""
   rng = np.random.default_rng(seed)
-  return [draw(rng, structures) for _ in range(n)]
+  return [draw(rng, structures, horizons) for _ in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,24 +457,25 @@ def hand_rule(weights: Any, hidden: Any, x: jax.Array) -> tuple[Any, jax.Array]:
 
 
 @functools.lru_cache(maxsize=256)
-def _hand_rule_trace(task: TaskFn, optimizer: str, estimate: bool):
-  """``jit(run_meta_loss)`` of the hand rule with its trace, once per task function,
-  optimizer and base."""
+def _hand_rule_trace(task: TaskFn, optimizer: str, estimate: bool, length: int):
+  """``jit(run_meta_loss)`` of the hand rule with its trace padded to ``length``, once per
+  task function, optimizer, base and length."""
   return jax.jit(lambda weights, key, h, known, lr0: run_meta_loss(
       task, optimizer, weights, key, h, known, lr0, policy=hand_rule, trace=True,
-      estimate=estimate))
+      estimate=estimate, trace_length=length))
 
 
 def imitation_data(draws: list[Draw], family: Mapping[str, TaskFn], hidden_size: int):
   """Inputs and the hand rule's log-rate changes along runs of the hand rule."""
   dummy = _learned.init_weights(jax.random.PRNGKey(0), hidden_size)
+  length = max(d.horizon for d in draws)  # every trace padded to the longest draw's
   xs, ds, masks = [], [], []
   for d in draws:
-    _, x, delta = _hand_rule_trace(family[d.structure], d.optimizer, d.estimate)(
+    _, x, delta = _hand_rule_trace(family[d.structure], d.optimizer, d.estimate, length)(
         dummy, jax.random.PRNGKey(d.seed), d.horizon, d.horizon_known, d.init_value)
     xs.append(x)
     ds.append(jax.vmap(lambda xi: hand_rule(None, None, xi)[1])(x))
-    masks.append((jnp.arange(MAX_HORIZON) < d.horizon).astype(jnp.float32))
+    masks.append((jnp.arange(length) < d.horizon).astype(jnp.float32))
   return jnp.stack(xs), jnp.stack(ds), jnp.stack(masks)
 
 
@@ -666,7 +670,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                validate_every: int = 100, validation: Optional[list[Draw]] = None,
                init_weights: Any = None, progress: bool = True,
                log: Optional[Callable[[str], None]] = None,
-               decisions: Optional[int] = None) -> MetaTrainResult:
+               decisions: Optional[int] = None,
+               horizons: tuple[int, int] = (MIN_HORIZON, MAX_HORIZON)) -> MetaTrainResult:
   """Meta-trains the learned controller's weights: L-BFGS imitation, then antithetic ES.
 
   Args:
@@ -694,6 +699,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
       every draw; ``D``: in a draw whose horizon is given, every ``max(1, horizon // D)``
       updates, as ``learned_controller(every=None)`` decides at inference (``D =
       _learned.DECISIONS``), validation included.
+    horizons: ``(shortest, longest)``: each draw's horizon is log-uniform over it (the
+      default validation draws too); the shipped weights saw 100 to 2,000 updates.
 
   Returns:
     A ``MetaTrainResult``: ``weights`` at the best validation point (the last
@@ -717,6 +724,11 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     v.integer(fn, name, value, lowest)
   if decisions is not None:
     v.integer(fn, "decisions", decisions, 1)
+  if not (isinstance(horizons, tuple) and len(horizons) == 2
+          and all(isinstance(h, int) and not isinstance(h, bool) for h in horizons)
+          and 1 <= horizons[0] <= horizons[1]):
+    raise ValueError(f"lrjax.{fn}: horizons must be a tuple of two integers "
+                     f"1 <= shortest <= longest, got horizons={horizons!r}")
   for name, number in (("sigma", sigma), ("learning_rate", learning_rate)):
     if not (isinstance(number, (int, float)) and math.isfinite(number) and number > 0):
       raise ValueError(f"lrjax.{fn}: {name} must be a finite number > 0, got {name}={number!r}")
@@ -732,7 +744,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                      f"them, got {task_family!r}")
   structures = tuple(family)
   if validation is None:
-    validation = validation_draws(structures=structures) if validate_every else []
+    validation = (validation_draws(structures=structures, horizons=horizons) if validate_every
+                  else [])
   start = time.perf_counter()
   key = jax.random.PRNGKey(seed)
   weights = (_learned.init_weights(key, hidden_size) if init_weights is None
@@ -742,7 +755,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
   resumed = checkpoint is not None and os.path.exists(checkpoint)
   if not resumed and init_weights is None and lbfgs_steps > 0:
     rng = np.random.default_rng([seed, 1])
-    draws = [draw(rng, structures) for _ in range(imitation_runs)]
+    draws = [draw(rng, structures, horizons) for _ in range(imitation_runs)]
     xs, ds, masks = imitation_data(draws, family, hidden_size)
     weights, lbfgs_history = fit_by_lbfgs(weights, xs, ds, masks, lbfgs_steps)
   adam = optax.adam(learning_rate)
@@ -773,7 +786,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
   # The bar on a terminal only: off one, the validation lines are the log.
   bar = Progress(iterations - first, enabled=progress and iterations > first, lines=False)
   for i in range(first, iterations):
-    d = draw(np.random.default_rng([seed, 2, i]), structures)
+    d = draw(np.random.default_rng([seed, 2, i]), structures, horizons)
     eps = np.asarray(jax.random.normal(jax.random.PRNGKey(seed * 1_000_003 + i),
                                        (pairs, state.theta.size)))
     losses = np.asarray(get(d)(

@@ -473,13 +473,16 @@ def test_shipped_weights_load_without_network_and_act(init_value):
 
 def test_a_few_es_iterations_lower_the_meta_loss_on_a_tiny_family():
   family = {"quadratic": meta.quadratic}
-  val = meta.validation_draws(4, structures=("quadratic",))
+  horizons = (30, 150)  # short runs (the default's 100-2,000 cost 20 s here)
+  val = meta.validation_draws(4, structures=("quadratic",), horizons=horizons)
+  assert all(30 <= d.horizon <= 150 for d in val)
   w0 = L.init_weights(jax.random.PRNGKey(0), 4)
   w0["b_out"] = jnp.float32(-1.0)  # a network that lowers the rate at every decision
   before = meta.evaluate(w0, val, family).mean()
   result = meta.meta_train(iterations=12, pairs=4, sigma=0.05, learning_rate=0.05,
                            hidden_size=4, lbfgs_steps=0, task_family=family,
-                           validate_every=0, progress=False, init_weights=w0)
+                           validate_every=0, progress=False, init_weights=w0,
+                           horizons=horizons)
   after = meta.evaluate(result.weights, val, family).mean()
   assert np.isfinite(after) and after < before
 
@@ -560,7 +563,7 @@ def test_lbfgs_imitation_fits_the_hand_rule():
 def test_meta_train_resumes_from_its_checkpoint_exactly(tmp_path):
   family = {"quadratic": meta.quadratic}
   kw = dict(pairs=2, hidden_size=4, lbfgs_steps=0, task_family=family, validate_every=0,
-            progress=False)
+            progress=False, horizons=(30, 150))
   full = meta.meta_train(iterations=4, **kw)
   ck = str(tmp_path / "ck.npz")
   meta.meta_train(iterations=2, checkpoint=ck, checkpoint_every=1, **kw)
@@ -618,6 +621,8 @@ def test_diverged_inner_runs_get_the_worst_score_not_nan():
     (dict(sigma=0.0), "sigma must be a finite number > 0"),
     (dict(task_family=3), "task_family must be None, a task function or a dict"),
     (dict(decisions=0), "decisions must be an integer >= 1"),
+    (dict(horizons=(50, 20)), "horizons must be a tuple of two integers"),
+    (dict(horizons=(0, 20)), "horizons must be a tuple of two integers"),
 ])
 def test_meta_train_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match="lrjax.meta_train: " + message):
@@ -647,12 +652,16 @@ def test_cli_meta_train_passes_its_settings_and_refuses_bad_ones(tmp_path, capsy
   with np.load(out) as f:
     assert int(f["meta_decisions"]) == 300 and int(f["meta_iterations"]) == 3
     assert "meta_validation_draws" not in f.files
-  r = run_cli(capsys, "meta-train", "--out", out, "--validation-draws", "20", "--quiet")
+  assert seen[-1]["horizons"] == (100, 2000)
+  r = run_cli(capsys, "meta-train", "--out", out, "--validation-draws", "20", "--quiet",
+              "--horizons", "50,5000")
   assert r.returncode == 0, r.stderr
+  assert seen[-1]["horizons"] == (50, 5000)
+  assert all(50 <= d.horizon <= 5000 for d in seen[-1]["validation"])
   assert [d.seed for d in seen[-1]["validation"][:12]] == [d.seed for d in meta.validation_draws()]
   assert len(seen[-1]["validation"]) == 20
   with np.load(out) as f:
-    assert int(f["meta_validation_draws"]) == 20
+    assert int(f["meta_validation_draws"]) == 20 and str(f["meta_horizons"]) == "50,5000"
   assert set(L.load_weights(out)) == set(L.WEIGHT_KEYS)
   assert run_cli(capsys, "meta-train", "--out", plain, "--quiet").returncode == 0
   assert seen[-1]["decisions"] is None
@@ -660,6 +669,7 @@ def test_cli_meta_train_passes_its_settings_and_refuses_bad_ones(tmp_path, capsy
     assert "meta_decisions" not in f.files
   for args, match in [(("--decisions", "0"), "--decisions"),
                       (("--validation-draws", "0"), "--validation-draws"),
+                      (("--horizons", "5,2"), "--horizons"),
                       (("--out", str(tmp_path / "w.txt")), "must name an .npz file"),
                       (("--out", str(tmp_path / "no" / "w.npz")), "no writable folder")]:
     r = run_cli(capsys, "meta-train", "--quiet", *args)
