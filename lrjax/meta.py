@@ -325,8 +325,10 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
 
   With ``trace`` also returns the inputs and log-rate change of every update
   (padded to ``trace_length`` >= ``horizon``), for imitation. ``estimate``: the controller estimates its
-  base rate (``init_value`` unused). The schedule's shape is the shipped default's: a
-  warmup over a tenth of a known horizon, then a cosine to 0. ``decisions``: ``None``, the
+  base rate (``init_value`` unused). The schedule's shape is the one the shipped weights were
+  trained under: a warmup over a tenth of a known horizon (``learned_controller``'s default is
+  a twentieth since; kept here so ``lrjax meta-train`` reproduces the shipped file), then a
+  cosine to 0. ``decisions``: ``None``, the
   network decides at every update; ``D``, every ``max(1, horizon // D)`` updates when the
   horizon is given (``learned_controller(every=None)`` with ``D = DECISIONS``).
   """

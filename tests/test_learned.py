@@ -227,10 +227,10 @@ def _shape(t, w, total):
 
 
 @pytest.mark.parametrize("kwargs,warmup,total", [
-    (dict(total_steps=40), 4, 40),  # a tenth of total_steps
+    (dict(total_steps=40), 2, 40),  # a twentieth of total_steps
     (dict(total_steps=40, warmup_steps=2), 2, 40),
     (dict(total_steps=40, warmup_steps=0), 0, 40),
-    (dict(total_steps=40, anneal=False), 4, None),  # the warmup only
+    (dict(total_steps=40, anneal=False), 2, None),  # the warmup only
     (dict(total_steps=12, warmup_steps=3), 3, 12),  # past the horizon: 0
     (dict(), 0, None),  # no horizon: no warmup, no anneal
 ])
@@ -303,7 +303,7 @@ def test_with_adam_and_the_network_off_it_is_prodigy_under_the_schedule():
   |(d / d_0) g|); Prodigy's decoupled decay is also scaled by Adam's bias correction, AdamW's
   is not."""
   zero = {k: jnp.zeros_like(v) for k, v in _random_weights().items()}
-  steps, warmup = 60, 6
+  steps, warmup = 60, 3
   tx = lrjax.learned_controller(optax.adam, weights=zero,
                                 total_steps=steps, guard=False)
   def multiplier(count):

@@ -51,6 +51,10 @@ WEIGHT_KEYS = ("w_input", "w_hidden", "bias", "w_out", "b_out")
 ESTIMATE_INIT = 1e-6
 #: With a known horizon and ``every=None``: about this many decisions over it.
 DECISIONS = 300
+#: With a known horizon and ``warmup_steps=None``: a warmup over ``total_steps // WARMUP_DIVISOR``
+#: updates. The shipped weights were meta-trained with a tenth (``lrjax.meta``); a twentieth
+#: measured better with them on the development set (``benchmarks/README.md``).
+WARMUP_DIVISOR = 20
 #: The decay of the estimate's sums (Prodigy's ``beta3``: the square root of Adam's beta2).
 ESTIMATE_DECAY = 0.999 ** 0.5
 #: Adam's betas, for the bias correction that weights each update in the estimate (as Prodigy).
@@ -585,7 +589,7 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     total_steps: the planned number of updates, if known (an input of the
       network: the progress); ``None`` works for any horizon.
     warmup_steps: the updates of the linear warmup :math:`W` (0: none); ``None``
-      for ``total_steps // 10``, or 0 without ``total_steps``.
+      for ``total_steps // 20`` (``WARMUP_DIVISOR``), or 0 without ``total_steps``.
     anneal: with ``total_steps``, a cosine from 1 to 0 over :math:`[W, T]` in the
       shape (``False``: the warmup only, the network's own anneal).
     axis_name: average the loss and the statistics over this mapped axis so
@@ -653,7 +657,7 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   anneal = _guard.flag(fn, "anneal", anneal)
   reset_hidden = _guard.flag(fn, "reset_hidden", reset_hidden)
   if warmup_steps is None:
-    warmup_steps = total_steps // 10 if total_steps is not None else 0
+    warmup_steps = total_steps // WARMUP_DIVISOR if total_steps is not None else 0
   v.integer(fn, "warmup_steps", warmup_steps, 0)
   settings = owner.guard_settings(guard, guard_factor, guard_cut, guard_nonfinite, guard_skip)
   return controller(owner, load_weights(weights, fn), init_value=init_value, every=every,
