@@ -80,16 +80,14 @@ def variant(name: str, steps: int, weights: dict):
     return lambda _: build(name, None, steps)
   base, *options = name.split(", ")
   total = None if "no horizon" in options else steps
+  given = dict(o.split(" ", 1) for o in options if " " in o)  # "every 3" -> {"every": "3"}
   # "every K": decide every K updates; "every auto": the default, total_steps // DECISIONS.
-  every = [o.split()[1] for o in options if o.startswith("every ")]
-  k = None if every and every[0] == "auto" else int(every[0]) if every else 1
-  coef = [float(o.split()[1]) for o in options if o.startswith("coef ")]
-  eps = [float(o.split()[1]) for o in options if o.startswith("eps ")]
-  inner = (lambda lr: optax.adamw(lr, weight_decay=1e-4, eps=eps[0])) if eps else adamw
-  warm = [float(o.split()[1]) for o in options if o.startswith("warmup ")]
-  w = int(warm[0] * total) if warm and total else None
+  k = None if given.get("every") == "auto" else int(given.get("every", 1))
+  inner = ((lambda lr: optax.adamw(lr, weight_decay=1e-4, eps=float(given["eps"])))
+           if "eps" in given else adamw)
+  w = int(float(given["warmup"]) * total) if "warmup" in given and total else None
   return lambda _: lrjax.learned_controller(inner, total_steps=total, weights=weights[base],
-                                            every=k, d_coef=coef[0] if coef else 1.0,
+                                            every=k, d_coef=float(given.get("coef", 1.0)),
                                             warmup_steps=w)
 
 

@@ -109,16 +109,13 @@ def _build(config: dict[str, Any]):
 
 
 def _horizon_range(text: str) -> tuple[int, int]:
-  """``SHORTEST,LONGEST``: two integers, 1 <= SHORTEST <= LONGEST."""
-  parts = text.split(",")
+  """``SHORTEST,LONGEST``: two integers, 1 <= SHORTEST <= LONGEST (``meta.check_horizons``)."""
+  from lrjax import meta
   try:
-    low, high = (int(p) for p in parts) if len(parts) == 2 else (0, -1)
+    return meta.check_horizons("meta_train", tuple(int(p) for p in text.split(",")))
   except ValueError:
-    low, high = 0, -1
-  if not 1 <= low <= high:
     raise argparse.ArgumentTypeError(
-        f"must be SHORTEST,LONGEST with 1 <= SHORTEST <= LONGEST, got {text!r}")
-  return low, high
+        f"must be SHORTEST,LONGEST with 1 <= SHORTEST <= LONGEST, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -264,7 +261,7 @@ def _cmd_meta_train(args) -> int:
                     **({} if args.decisions is None else {"decisions": args.decisions}),
                     **({} if args.validation_draws == 12
                        else {"validation_draws": args.validation_draws}),
-                    **({} if args.horizons == (meta.MIN_HORIZON, meta.MAX_HORIZON)
+                    **({} if args.horizons == meta.HORIZONS
                        else {"horizons": ",".join(map(str, args.horizons))}))
   print(f"wrote {args.out}: the weights of ES iteration {result.best_iteration} of "
         f"{result.iterations} ({result.wall_time / 60:.1f} min this session; checkpoint "

@@ -68,6 +68,12 @@ from lrjax.transforms._lr_owner import GuardSettings, LROwner
 LOG_CAP = 3.0
 LOG_FLOOR = -10.0
 MIN_HORIZON, MAX_HORIZON = 100, 2000
+#: The draws' horizon range by default (the shipped weights'): ``(shortest, longest)``.
+HORIZONS = (MIN_HORIZON, MAX_HORIZON)
+#: The warmup of a draw whose horizon is given: ``horizon // TRAIN_WARMUP_DIVISOR`` updates, the
+#: shape the shipped weights were trained under (``learned_controller``'s default is now
+#: ``_learned.WARMUP_DIVISOR``; this stays so ``lrjax meta-train`` reproduces the shipped file).
+TRAIN_WARMUP_DIVISOR = 10
 #: The rate the starting rates spread around (±``LR_SPREAD`` decades), per base optimizer.
 SENSIBLE_LR = {"adamw": 3e-3, "sgdm": 3e-2}
 LR_SPREAD = 2.0
@@ -285,8 +291,19 @@ class Draw:
   estimate: bool = False  # the controller estimates its base rate (``init_value`` unused)
 
 
+def check_horizons(fn: str, horizons: Any) -> tuple[int, int]:
+  """``horizons`` if it is a ``(shortest, longest)`` pair of integers with
+  1 <= shortest <= longest, else a ``ValueError`` naming ``lrjax.{fn}``."""
+  if not (isinstance(horizons, tuple) and len(horizons) == 2
+          and all(isinstance(h, int) and not isinstance(h, bool) for h in horizons)
+          and 1 <= horizons[0] <= horizons[1]):
+    raise ValueError(f"lrjax.{fn}: horizons must be a tuple of two integers "
+                     f"1 <= shortest <= longest, got horizons={horizons!r}")
+  return horizons
+
+
 def draw(rng: np.random.Generator, structures: tuple[str, ...],
-         horizons: tuple[int, int] = (MIN_HORIZON, MAX_HORIZON)) -> Draw:
+         horizons: tuple[int, int] = HORIZONS) -> Draw:
   """A random inner run: structure, base optimizer, seed, horizon (log-uniform over
   ``horizons``) and starting rate (or, for AdamW in ``ESTIMATE_SHARE`` of draws, the
   controller's own estimate of its base)."""
@@ -324,12 +341,11 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
   """The meta-loss of one inner run (traceable; ``vmap`` it over ``weights``).
 
   With ``trace`` also returns the inputs and log-rate change of every update
-  (padded to ``trace_length`` >= ``horizon``), for imitation. ``estimate``: the controller estimates its
-  base rate (``init_value`` unused). The schedule's shape is the one the shipped weights were
-  trained under: a warmup over a tenth of a known horizon (``learned_controller``'s default is
-  a twentieth since; kept here so ``lrjax meta-train`` reproduces the shipped file), then a
-  cosine to 0. ``decisions``: ``None``, the
-  network decides at every update; ``D``, every ``max(1, horizon // D)`` updates when the
+  (padded to ``trace_length`` >= ``horizon``), for imitation. ``estimate``: the controller
+  estimates its base rate (``init_value`` unused). The schedule's shape is the one the shipped
+  weights were trained under: a warmup over ``horizon // TRAIN_WARMUP_DIVISOR`` updates of a
+  known horizon, then a cosine to 0. ``decisions``: ``None``, the network decides at every
+  update; ``D``, every ``max(1, horizon // D)`` updates when the
   horizon is given (``learned_controller(every=None)`` with ``D = DECISIONS``).
   """
   init_key, data_key = jax.random.split(key)
@@ -346,7 +362,8 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
       total_steps=jnp.where(horizon_known, horizon, 0),  # type: ignore[arg-type]  # traced
       axis_name=None,
       settings=GuardSettings(), reset_hidden=reset_hidden,
-      policy=policy, warmup_steps=jnp.where(horizon_known, horizon // 10, 0), anneal=True)
+      policy=policy, warmup_steps=jnp.where(horizon_known, horizon // TRAIN_WARMUP_DIVISOR, 0),
+      anneal=True)
   state = tx.init(params)
   xs = jnp.zeros((trace_length if trace else 1, _learned.NUM_FEATURES))
   ds = jnp.zeros((trace_length if trace else 1,))
@@ -433,7 +450,7 @@ def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, Task
 
 def validation_draws(n: int = 12, seed: int = 10_000,
                      structures: tuple[str, ...] = tuple(FAMILY),
-                     horizons: tuple[int, int] = (MIN_HORIZON, MAX_HORIZON)) -> list[Draw]:
+                     horizons: tuple[int, int] = HORIZONS) -> list[Draw]:
   """``n`` fixed draws (seeds apart from any meta-training iteration's) for validation."""
   rng = np.random.default_rng(seed)
   return [draw(rng, structures, horizons) for _ in range(n)]
@@ -673,7 +690,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                init_weights: Any = None, progress: bool = True,
                log: Optional[Callable[[str], None]] = None,
                decisions: Optional[int] = None,
-               horizons: tuple[int, int] = (MIN_HORIZON, MAX_HORIZON)) -> MetaTrainResult:
+               horizons: tuple[int, int] = HORIZONS) -> MetaTrainResult:
   """Meta-trains the learned controller's weights: L-BFGS imitation, then antithetic ES.
 
   Args:
@@ -726,11 +743,7 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     v.integer(fn, name, value, lowest)
   if decisions is not None:
     v.integer(fn, "decisions", decisions, 1)
-  if not (isinstance(horizons, tuple) and len(horizons) == 2
-          and all(isinstance(h, int) and not isinstance(h, bool) for h in horizons)
-          and 1 <= horizons[0] <= horizons[1]):
-    raise ValueError(f"lrjax.{fn}: horizons must be a tuple of two integers "
-                     f"1 <= shortest <= longest, got horizons={horizons!r}")
+  check_horizons(fn, horizons)
   for name, number in (("sigma", sigma), ("learning_rate", learning_rate)):
     if not (isinstance(number, (int, float)) and math.isfinite(number) and number > 0):
       raise ValueError(f"lrjax.{fn}: {name} must be a finite number > 0, got {name}={number!r}")

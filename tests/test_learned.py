@@ -505,7 +505,7 @@ def test_the_meta_loss_judges_the_end_of_the_run(decisions):
   l0 = held(params)
   tx = lrjax.learned_controller(meta.base_optimizer("adamw"), init_value=0.03, weights=w,
                                 total_steps=horizon,
-                                warmup_steps=horizon // 10,  # meta-training's (the default: // 20)
+                                warmup_steps=horizon // meta.TRAIN_WARMUP_DIVISOR,
                                 every=1 if decisions is None else horizon // decisions)
 
   @jax.jit  # one compiled update, called from a host loop of `horizon` updates

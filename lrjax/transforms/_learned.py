@@ -51,9 +51,10 @@ WEIGHT_KEYS = ("w_input", "w_hidden", "bias", "w_out", "b_out")
 ESTIMATE_INIT = 1e-6
 #: With a known horizon and ``every=None``: about this many decisions over it.
 DECISIONS = 300
-#: With a known horizon and ``warmup_steps=None``: a warmup over ``total_steps // WARMUP_DIVISOR``
-#: updates. The shipped weights were meta-trained with a tenth (``lrjax.meta``); a twentieth
-#: measured better with them on the development set (``benchmarks/README.md``).
+#: With a known horizon and ``warmup_steps=None``: a warmup over
+#: ``total_steps // WARMUP_DIVISOR`` updates. The shipped weights were meta-trained with a tenth
+#: (``lrjax.meta.TRAIN_WARMUP_DIVISOR``); a twentieth measured better with them on the
+#: development set (``benchmarks/README.md``).
 WARMUP_DIVISOR = 20
 #: The decay of the estimate's sums (Prodigy's ``beta3``: the square root of Adam's beta2).
 ESTIMATE_DECAY = 0.999 ** 0.5
@@ -387,14 +388,16 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
                min_value: Any, max_value: Any, total_steps: Optional[int],
                axis_name: Optional[str], settings: GuardSettings, reset_hidden: bool = False,
                policy: Optional[Callable[..., Any]] = None, warmup_steps: Any = 0,
-               anneal: bool = False, d_coef: Any = 1.0) -> optax.GradientTransformationExtraArgs:
+               anneal: bool = False,
+               d_coef: Any = 1.0) -> optax.GradientTransformationExtraArgs:
   """The transform without argument checks (``learned_controller`` checks; meta-training
   builds it with traced weights, starting rate, ``total_steps`` (0 for unknown) and ``every``).
 
   ``init_value`` ``None``: the base is the running estimate (``estimate``, ``d_coef`` times
-  Prodigy's ratio), else this constant. ``policy(weights, hidden, inputs) -> (hidden, Δ)`` replaces the GRU
-  (``gru_step``) for a hand-made rule; ``reset_hidden`` zeroes the memory before every
-  decision (an ablation). ``warmup_steps`` and ``anneal``: the schedule's ``shape``.
+  Prodigy's ratio), else this constant. ``policy(weights, hidden, inputs) -> (hidden, Δ)``
+  replaces the GRU (``gru_step``) for a hand-made rule; ``reset_hidden`` zeroes the memory
+  before every decision (an ablation). ``warmup_steps`` and ``anneal``: the schedule's
+  ``shape``.
   """
   policy = gru_step if policy is None else policy
   hidden_size = weights["w_hidden"].shape[0]
@@ -502,7 +505,8 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
                        guard: bool = True, guard_factor: float = 4.0, guard_cut: float = 0.1,
                        guard_nonfinite: int = 3, guard_skip: bool = True,
                        warmup_steps: Optional[int] = None, anneal: bool = True,
-                       reset_hidden: bool = False, d_coef: float = 1.0) -> optax.GradientTransformationExtraArgs:
+                       reset_hidden: bool = False,
+                       d_coef: float = 1.0) -> optax.GradientTransformationExtraArgs:
   r"""A learned learning-rate controller: a small GRU sets the rate from the training signal.
 
   The update is :math:`\alpha_t\, s_t\, u_t`: :math:`u_t` the inner
@@ -523,10 +527,10 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     \hat d_t = \max\left(\hat d_{t-1}, c\, \frac{r_t}{\|S_t\|_1}\right)
 
   with :math:`\beta_3 = \sqrt{0.999}`, :math:`\mathrm{bc}_k` Adam's bias
-  correction and :math:`c` = ``d_coef`` (1 by default), as ``optax.contrib.prodigy``. So a network whose output is 0
-  (:math:`m_t = 1`) is Prodigy's rate under a warmup-cosine multiplier, the
-  strongest no-tuning rule measured here: the network only learns what to add
-  to it, and the run does not depend on any starting rate. The inner optimizer
+  correction and :math:`c` = ``d_coef`` (1 by default), as ``optax.contrib.prodigy``. So a
+  network whose output is 0 (:math:`m_t = 1`) is Prodigy's rate under a
+  warmup-cosine multiplier, the strongest no-tuning rule measured here: the
+  network only learns what to add to it, and the run does not depend on any starting rate. The inner optimizer
   reads :math:`(\hat d_t / \hat d_0)\, g_t`, as Prodigy's Adam moments
   average :math:`\hat d_k g_k` (recent gradients weigh more while
   :math:`\hat d` grows): with Adam inside, no weight decay and a zero network
