@@ -15,11 +15,12 @@ import tempfile
 # runs (`test_step_cost.py` reads it), nor float results: XLA's CPU default keeps fast math off.
 #
 # XLA's CPU backend also has two code generators: its MLIR fusion emitters (the default) and
-# the older LLVM IR emitters (`--xla_cpu_use_fusion_emitters=false`), which compile the suite's
-# programs in about two thirds of the time (the whole suite, back to back with the default
-# emitters on the 2-core machine on 2026-12-06: 324 s of pytest against 463 s, 297 s against 475 s). They lower some transcendental functions differently:
-# exp, tanh, cos and sigmoid differ from the default's in the last few ulps on a share of inputs
-# (2e-6 relative at most for exp; log, pow and sums alike), so a test compiled this way checks
+# the older LLVM IR emitters (`--xla_cpu_use_fusion_emitters=false`), which compile the
+# suite's programs in about two thirds of the time (the whole suite, back to back with the
+# default emitters on the 2-core machine on 2026-12-06: 324 s of pytest against 463 s, 297 s
+# against 475 s). They lower some transcendental functions differently: exp, tanh, cos and
+# sigmoid differ from the default's in the last few ulps on a share of inputs (2e-6 relative
+# at most for exp; log, pow and sums alike), so a test compiled this way checks
 # lrjax's arithmetic to float32 rounding, not the default backend's last bit. The kernels an
 # update compiles to are the same (`benchmarks/step_overhead.py`'s 14 variants: kernels and
 # O(params) kernels equal; 5-12 fewer instructions inside the fusions). The flag is used
