@@ -74,8 +74,8 @@ def test_bad_json_file_is_one_line(tmp_path, capsys):
   assert "Traceback" not in result.stderr
 
 
-def test_list_and_version():
-  result = run("list")
+def test_list_and_version(capsys):
+  result = run("list")  # the one real `python -m lrjax` subprocess
   assert result.returncode == 0
   names = result.stdout.split()
   assert "wsd" in names and "one_cycle" in names and "function" not in names
@@ -84,8 +84,8 @@ def test_list_and_version():
   lines = result.stdout.splitlines()
   assert set(runner.optimizers(100, 1e-3)) <= set(lines)
   assert lines.index("# stateful schedules (lrjax compare, lrjax.create)") < lines.index("greedy")
-  result = run("--version")
-  assert result.stdout.strip() == f"lrjax {lrjax.__version__}"
+  result = run_cli(capsys, "--version")
+  assert result.returncode == 0 and result.stdout.strip() == f"lrjax {lrjax.__version__}"
 
 
 def test_plot_schedules_on_given_axes_and_log_scale(tmp_path):

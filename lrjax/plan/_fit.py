@@ -40,9 +40,9 @@ def objective(z: jax.Array, law: str, t: Terms, delta: Any, prior: jax.Array,
   return jnp.where(jnp.isfinite(fit), fit, jnp.inf)
 
 
-@functools.partial(jax.jit, static_argnames=("law", "max_iters"))
+@functools.partial(jax.jit, static_argnames=("law",))
 def _minimise(z0: jax.Array, t: Terms, delta: Any, prior: jax.Array, prior_weight: Any,
-              tol: Any, *, law: str, max_iters: int):
+              tol: Any, max_iters: Any, *, law: str):
   """L-BFGS (Optax, zoom line search) from each row of ``z0`` (``vmap``); stops on ``tol``."""
   fun = functools.partial(objective, law=law, t=t, delta=delta, prior=prior,
                           prior_weight=prior_weight)
@@ -177,7 +177,7 @@ def fit(curves: Any, law: str = "multi_power", *, starts: int = 4, max_iters: in
     z, values, _ = _minimise(jnp.asarray(z0), jax.tree.map(jnp.asarray, t),
                              jnp.asarray(huber_delta, jnp.float64), jnp.asarray(prior),
                              jnp.asarray(prior_weight, jnp.float64),
-                             jnp.asarray(tol, jnp.float64), law=law, max_iters=int(max_iters))
+                             jnp.asarray(tol, jnp.float64), jnp.asarray(int(max_iters)), law=law)
     z, values = np.asarray(z), np.asarray(values)
   if not np.any(np.isfinite(values)):
     raise ValueError("lrjax.plan.fit: no start reached a finite objective (are the losses on "

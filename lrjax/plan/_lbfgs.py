@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 
-def minimise(fun: Callable[[jax.Array], jax.Array], z0: jax.Array, max_iters: int, tol: Any,
+def minimise(fun: Callable[[jax.Array], jax.Array], z0: jax.Array, max_iters: Any, tol: Any,
              atol: float) -> tuple[jax.Array, jax.Array]:
   """``optax.lbfgs`` (zoom line search) on ``fun`` from ``z0`` inside one ``while_loop``.
 

@@ -51,9 +51,11 @@ def _knot_values(z: jax.Array, peak: Any) -> jax.Array:
   return peak * jnp.concatenate([jnp.ones(1, z.dtype), 1.0 - jnp.cumsum(drops)])
 
 
-@functools.partial(jax.jit, static_argnames=("law", "total_steps", "max_iters", "adam_steps"))
-def _plan(z0, params, knot_steps, peak, init_value, warmup, decay, tol, *, law: str,
-          total_steps: int, max_iters: int, adam_steps: int):
+@functools.partial(jax.jit, static_argnames=("law", "total_steps"))
+def _plan(z0, params, knot_steps, peak, init_value, warmup, decay, tol, max_iters, adam_steps, *,
+          law: str, total_steps: int):
+  """The planned knot values and their predicted loss (one program per law and length: the
+  iteration counts are arguments)."""
   t = jnp.arange(total_steps, dtype=z0.dtype)
   ramp = init_value + (peak - init_value) * t / jnp.maximum(warmup, 1)
 
@@ -68,12 +70,12 @@ def _plan(z0, params, knot_steps, peak, init_value, warmup, decay, tol, *, law: 
   # are tiny (L-BFGS alone stalls there); then L-BFGS to the optimum.
   adam = optax.adam(ADAM_LEARNING_RATE)
 
-  def adam_step(carry, _):
+  def adam_step(_, carry):
     z, state = carry
     updates, state = adam.update(jax.grad(fun)(z), state)
-    return (optax.apply_updates(z, updates), state), None
+    return optax.apply_updates(z, updates), state
 
-  (z0, _), _ = jax.lax.scan(adam_step, (z0, adam.init(z0)), None, length=adam_steps)
+  z0, _ = jax.lax.fori_loop(0, adam_steps, adam_step, (z0, adam.init(z0)))
   z, _ = minimise(fun, z0, max_iters, tol, atol=1e-30)
   return _knot_values(z, peak), fun(z)
 
@@ -155,8 +157,8 @@ def optimize(law: Law, total_steps: int, peak_value: float, warmup_steps: int = 
     values, _ = _plan(jnp.asarray(z0), jnp.asarray(law.vector), jnp.asarray(steps),
                       jnp.asarray(float(peak_value)), jnp.asarray(float(init_value)),
                       jnp.asarray(float(warmup_steps)), jnp.asarray(law.decay),
-                      jnp.asarray(float(tol)), law=law.law, total_steps=int(total_steps),
-                      max_iters=int(max_iters), adam_steps=int(adam_steps))
+                      jnp.asarray(float(tol)), jnp.asarray(int(max_iters)),
+                      jnp.asarray(int(adam_steps)), law=law.law, total_steps=int(total_steps))
     values = np.asarray(values)
   bounds = ([0] if warmup_steps > 0 else []) + steps.tolist()
   vals = ([float(init_value)] if warmup_steps > 0 else []) + values.tolist()
