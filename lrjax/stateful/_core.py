@@ -21,7 +21,6 @@ from typing import Any, Callable, NamedTuple, Optional, TypeVar
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from lrjax import _guard, _packed
 from lrjax._guard import GuardState, guard_args, guard_step, init_guard  # noqa: F401
@@ -83,6 +82,19 @@ def _as_array(x: Any) -> jax.Array:
   """A setting as an array: int32 for integers, float32 (float64 under x64) otherwise."""
   x = jnp.asarray(x)
   return x.astype(jnp.int32 if jnp.issubdtype(x.dtype, jnp.integer) else float_dtype())
+
+
+def select_scalars(cond: jax.Array, on_true: Any, otherwise: Any) -> Any:
+  """``optax.tree.where(cond, on_true, otherwise)`` on the scalar leaves of decision
+  statistics; a non-scalar leaf (a window of values) is ``otherwise``'s, always.
+
+  A window is written where its counters say and read only where they say it holds values
+  (``greedy``, ``window_decay``), so a skipped value (it wrote the slot the next accepted value
+  will overwrite) or a restart (its counters back to zero) needs its counters restored, not an
+  O(window) select of the window every update.
+  """
+  return jax.tree.map(lambda a, b: jnp.where(cond, a, b) if jnp.ndim(b) == 0 else b,
+                      on_true, otherwise)
 
 
 def reduced_scale(scale, lr, multiplier, min_value, eps):
@@ -186,7 +198,10 @@ class StatefulSchedule(Configurable):
     return True
 
   def _decide(self, stats: Any, scale: jax.Array, lr: jax.Array, value: jax.Array):
-    """One finite value: returns the new ``(stats, scale)``."""
+    """One finite value: returns the new ``(stats, scale)``. On a skipped (non-finite) value
+    and on a spike the scalar statistics are restored or restarted; a non-scalar one (a window)
+    is kept as written, so its counters must say which entries hold values
+    (``select_scalars``)."""
     raise NotImplementedError
 
   def rate_at(self, count: jax.Array, scale: jax.Array,
@@ -230,7 +245,7 @@ class StatefulSchedule(Configurable):
     """``observe`` on the unpacked fields (so an update packs its state once)."""
     v, finite = read_value(value, self.axis_name, f"lrjax.{self.name}")
     stats, scale = self._decide(state.stats, state.scale, self(state), jnp.where(finite, v, 0))
-    stats, scale = optax.tree.where(finite, (stats, scale), (state.stats, state.scale))
+    stats, scale = select_scalars(~finite, (state.stats, state.scale), (stats, scale))
     guard = state.guard
     if self.guard:
       guard, spike = guard_step(
@@ -238,7 +253,7 @@ class StatefulSchedule(Configurable):
           smoothing=_guard.UPDATE_SMOOTHING if self.signal == "update" else 0.0,
           # An observed metric (a held-out loss) that rises is overfitting: no spike rule.
           spikes=self._guard_spikes() and self.signal == "update")
-      stats = optax.tree.where(spike, self._init_stats(), stats)
+      stats = select_scalars(spike, self._init_stats(), stats)
       scale = jnp.where(spike, scale * as_float(self.guard_cut), scale)
       # The rate may never climb back to where it spiked: the guard's ceiling bounds it, and
       # the scale too, so a rule that raises it (greedy) does not pile up a scale the

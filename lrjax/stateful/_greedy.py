@@ -64,7 +64,9 @@ class Greedy(StatefulSchedule):
   def _decide(self, stats, scale, lr, value):
     losses = stats.losses.at[stats.position].set(value)
     filled = jnp.minimum(stats.filled + 1, self.window)
-    smoothed = jnp.sum(losses) / filled  # unfilled entries are 0
+    # The entries written since the start or the last restart (``select_scalars``): the first
+    # ``filled``, the whole ring once full.
+    smoothed = jnp.sum(jnp.where(jnp.arange(self.window) < filled, losses, 0)) / filled
     better = smoothed < stats.best - self.threshold
     best = jnp.where(better, smoothed, stats.best)
     num_good = jnp.where(better, increment_if(stats.num_good), 0)

@@ -94,8 +94,8 @@ class WindowDecay(StatefulSchedule):
       return stats.p_value, jnp.asarray(False), scale
 
     p, stalled, new_scale = jax.lax.cond(full, test, wait, None)
-    # Entries past ``filled`` are stale values of the previous window, overwritten before
-    # the next test reads them.
+    # Entries past ``filled`` are stale (the previous window's, a skipped value's, or from
+    # before a restart), overwritten before the next test reads them.
     return WindowStats(losses=losses, filled=jnp.where(full, 0, filled),
                        p_value=p.astype(stats.p_value.dtype),
                        num_decays=stats.num_decays + stalled.astype(jnp.int32)), new_scale
