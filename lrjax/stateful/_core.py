@@ -88,9 +88,9 @@ def select_scalars(cond: jax.Array, on_true: Any, otherwise: Any) -> Any:
   """``optax.tree.where(cond, on_true, otherwise)`` on the scalar leaves of decision
   statistics; a non-scalar leaf (a window of values) is ``otherwise``'s, always.
 
-  A window is written where its counters say and read only where they say it holds values
-  (``greedy``, ``window_decay``), so a skipped value (it wrote the slot the next accepted value
-  will overwrite) or a restart (its counters back to zero) needs its counters restored, not an
+  A window is written and read where its counters say it holds values (``greedy``,
+  ``window_decay``), so a skipped value (it wrote the slot the next accepted value will
+  overwrite) or a restart (its counters back to zero) needs its counters restored, not an
   O(window) select of the window every update.
   """
   return jax.tree.map(lambda a, b: jnp.where(cond, a, b) if jnp.ndim(b) == 0 else b,

@@ -62,11 +62,14 @@ class Greedy(StatefulSchedule):
                        num_bad=counter(), cooldown_counter=counter(), warmup_counter=counter())
 
   def _decide(self, stats, scale, lr, value):
-    losses = stats.losses.at[stats.position].set(value)
     filled = jnp.minimum(stats.filled + 1, self.window)
-    # The entries written since the start or the last restart (``select_scalars``): the first
-    # ``filled``, the whole ring once full.
-    smoothed = jnp.sum(jnp.where(jnp.arange(self.window) < filled, losses, 0)) / filled
+    # One elementwise write: the value at ``position``, the entries written since the start or
+    # the last restart kept, the rest (stale after a restart, ``select_scalars``) zeroed. The
+    # first ``filled`` hold values, the whole ring once full; unfilled entries are 0.
+    index = jnp.arange(self.window)
+    losses = jnp.where(index == stats.position, value,
+                       jnp.where(index < filled, stats.losses, 0).astype(stats.losses.dtype))
+    smoothed = jnp.sum(losses) / filled
     better = smoothed < stats.best - self.threshold
     best = jnp.where(better, smoothed, stats.best)
     num_good = jnp.where(better, increment_if(stats.num_good), 0)
