@@ -110,12 +110,13 @@ def test_the_counter_sees_a_loop_and_a_select_when_they_are_there():
 # schedule stores its scalars in one float32 and one int32 vector (lrjax._packed), so a
 # scalar-state one adds at most 4 (issue 21's bound; 15 before packing); greedy and
 # window_decay also keep a window of losses (writing it, reading it; neither selects it on a
-# skip or a restart: `stateful._core.select_scalars`; greedy 7 and window_decay 10 before).
+# skip or a restart: `stateful._core.select_scalars`; window_decay's cond has the window as
+# its one operand; greedy 7 and window_decay 10 before).
 KERNEL_BOUNDS = {"reduce_on_plateau": (lambda: lrjax.reduce_on_plateau(0.1), 4),
                  "reduce_on_plateau(window=50)":
                      (lambda: lrjax.reduce_on_plateau(0.1, window=50), 4),
                  "greedy": (lambda: lrjax.greedy(0.1), 6),
-                 "window_decay": (lambda: lrjax.window_decay(0.1), 9)}
+                 "window_decay": (lambda: lrjax.window_decay(0.1), 6)}
 
 
 @pytest.mark.parametrize("inner", [optax.sgd, optax.adam], ids=["sgd", "adam"])

@@ -83,21 +83,18 @@ class WindowDecay(StatefulSchedule):
     full = filled >= self.window
 
     # The test (a regression and betainc's iterative evaluation, a loop on the device) runs
-    # only at a window's end: between decisions an update is a store and a compare.
-    def test(_):
-      p = slope_p_value(losses)
-      stalled = p > self.significance
-      return p, stalled, jnp.where(stalled, reduced_scale(scale, lr, self.factor,
-                                                          self.min_value, 0.0), scale)
-
-    def wait(_):
-      return stats.p_value, jnp.asarray(False), scale
-
-    p, stalled, new_scale = jax.lax.cond(full, test, wait, None)
+    # only at a window's end: between decisions an update is a store and a compare. Only the
+    # p-value is computed under the cond, its one operand the window (each operand of a
+    # conditional is a buffer of its own: a kernel each); the decision is scalar arithmetic.
+    tested = jax.lax.cond(full, slope_p_value, lambda w: jnp.ones((), w.dtype), losses)
+    p = jnp.where(full, tested.astype(stats.p_value.dtype), stats.p_value)
+    stalled = full & (p > self.significance)
+    new_scale = jnp.where(stalled, reduced_scale(scale, lr, self.factor, self.min_value, 0.0),
+                          scale)
     # Entries past ``filled`` are stale (the previous window's, a skipped value's, or from
     # before a restart), overwritten before the next test reads them.
     return WindowStats(losses=losses, filled=jnp.where(full, 0, filled),
-                       p_value=p.astype(stats.p_value.dtype),
+                       p_value=p,
                        num_decays=stats.num_decays + stalled.astype(jnp.int32)), new_scale
 
 
