@@ -244,6 +244,9 @@ def main():
   parser.add_argument("--out", default="benchmarks/results/learned_controller")
   parser.add_argument("--long-task", default="regression",
                       help="the task of the horizon-extrapolation run ('' to skip)")
+  parser.add_argument("--resume", action="store_true",
+                      help="keep the tasks already in OUT/results.json (a run of the same "
+                      "code and seeds) and run only the others; the summary covers all")
   args = parser.parse_args()
   os.makedirs(args.out, exist_ok=True)
   seeds = list(range(args.seeds))
@@ -252,7 +255,13 @@ def main():
         f"{os.cpu_count()} CPUs; seeds {seeds}", flush=True)
   start_time = time.perf_counter()
   results = {}
+  if args.resume and os.path.exists(os.path.join(args.out, "results.json")):
+    with open(os.path.join(args.out, "results.json")) as f:
+      results = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    print(f"# resumed: {', '.join(results)} read from {args.out}/results.json", flush=True)
   for name in args.tasks.split(","):
+    if name in results:
+      continue
     MODE = "map" if name in SEQUENTIAL else "vmap"
     task, steps = get_task(name), STEPS[name]
     seeds = list(range(args.charlm_seeds if name == "charlm" else args.seeds))
@@ -404,7 +413,7 @@ def plot(results, names, out):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+  fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names) + 1.6, 3.2), squeeze=False)
   colors = plt.cm.viridis(np.linspace(0, 0.9, len(STARTS)))
   for ax, n in zip(axes[0], names):
     row = results[n]
@@ -417,10 +426,11 @@ def plot(results, names, out):
     ax.set_title(f"{n}", fontsize=10)
     ax.set_xlabel("update")
   axes[0][0].set_ylabel("learning rate (mean of seeds)")
-  axes[0][-1].legend(fontsize=7, loc="best")
+  handles, labels = axes[0][0].get_legend_handles_labels()  # beside the plots, not on a trace
+  fig.legend(handles, labels, fontsize=7, loc="center right")
   fig.suptitle("learned controller: LR traces, its own estimate and six given rates",
                fontsize=10)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1 - 1.6 / (3.6 * len(names) + 1.6), 1))
   fig.savefig(os.path.join(out, "lr_traces.png"), dpi=110)
 
 
