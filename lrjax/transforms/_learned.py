@@ -619,10 +619,13 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     >>> params = jnp.ones(3)
     >>> state = tx.init(params)
     >>> loss_fn = lambda p: jnp.sum(p ** 2)
-    >>> for _ in range(100):
+    >>> @jax.jit  # one compiled update; its decisions stay in the graph
+    ... def step(params, state):
     ...   loss, grads = jax.value_and_grad(loss_fn)(params)
     ...   updates, state = tx.update(grads, state, params, value=loss)
-    ...   params = optax.apply_updates(params, updates)
+    ...   return optax.apply_updates(params, updates), state
+    >>> for _ in range(100):
+    ...   params, state = step(params, state)
     >>> bool(loss_fn(params) < 0.1 * 3)
     True
 

@@ -170,10 +170,13 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     >>> tx = lrjax.window_search(optax.sgd, 0.01, window=40, probe_steps=5)
     >>> params = jnp.ones(3)
     >>> state = tx.init(params)
-    >>> for _ in range(40):
+    >>> @jax.jit  # one compiled update; its decisions stay in the graph
+    ... def step(params, state):
     ...   loss, grads = jax.value_and_grad(lambda p: jnp.sum(p ** 2))(params)
     ...   updates, state = tx.update(grads, state, params, value=loss)
-    ...   params = optax.apply_updates(params, updates)
+    ...   return optax.apply_updates(params, updates), state
+    >>> for _ in range(40):
+    ...   params, state = step(params, state)
     >>> float(state.multiplier)  # too small a rate: the search doubled it
     2.0
 
