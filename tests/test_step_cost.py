@@ -108,13 +108,14 @@ def test_the_counter_sees_a_loop_and_a_select_when_they_are_there():
 
 # Kernels one update adds to its optimizer's (recorded in benchmarks/README.md): a stateful
 # schedule stores its scalars in one float32 and one int32 vector (lrjax._packed), so a
-# scalar-state one adds at most 4 (issue 21's bound; 15 before packing); greedy and
+# scalar-state one adds at most 4 (issue 21's bound; 15 before packing; reduce_on_plateau 3
+# since its comparison reads the window's sum, not the divided mean); greedy and
 # window_decay also keep a window of losses (writing it, reading it; neither selects it on a
 # skip or a restart: `stateful._core.select_scalars`; window_decay's cond has the window as
 # its one operand; greedy 7 and window_decay 10 before).
-KERNEL_BOUNDS = {"reduce_on_plateau": (lambda: lrjax.reduce_on_plateau(0.1), 4),
+KERNEL_BOUNDS = {"reduce_on_plateau": (lambda: lrjax.reduce_on_plateau(0.1), 3),
                  "reduce_on_plateau(window=50)":
-                     (lambda: lrjax.reduce_on_plateau(0.1, window=50), 4),
+                     (lambda: lrjax.reduce_on_plateau(0.1, window=50), 3),
                  "greedy": (lambda: lrjax.greedy(0.1), 6),
                  "window_decay": (lambda: lrjax.window_decay(0.1), 6)}
 
@@ -127,7 +128,7 @@ def test_a_stateful_schedule_adds_few_kernels_to_its_optimizer(inner):
     assert cost.kernels - anchor <= bound, (name, cost.kernels, anchor)
   bare = _cost(optax.with_extra_args_support(inner(0.1))).kernels
   cost = _cost(optax.chain(inner(0.1), lrjax.as_transform(lrjax.reduce_on_plateau(1.0))))
-  assert cost.kernels - bare <= 4, (cost.kernels, bare)
+  assert cost.kernels - bare <= 2, (cost.kernels, bare)  # 3 before the sum comparison
 
 
 class _Scalars(NamedTuple):

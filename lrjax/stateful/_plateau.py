@@ -32,14 +32,15 @@ class PlateauStats(NamedTuple):
   window_count: jax.Array  # shape=(), dtype=int32.
 
 
-def improved(a, best, mode: str, threshold_mode: str, threshold):
-  """PyTorch's ``is_better``, with ``|best|`` in rel mode so negative values work."""
+def improved(a, best, mode: str, threshold_mode: str, threshold, count=1.0):
+  """PyTorch's ``is_better`` of ``a / count``, with ``|best|`` in rel mode so negative values
+  work."""
   sign = 1.0 if mode == "min" else -1.0
   if threshold_mode == "rel":
     margin = jnp.where(jnp.isfinite(best), jnp.abs(best) * threshold, 0.0)
   else:
     margin = threshold
-  return sign * a < sign * best - margin
+  return sign * a < (sign * best - margin) * count
 
 
 @stateful_class("reduce_on_plateau")
@@ -74,7 +75,8 @@ class ReduceOnPlateau(StatefulSchedule):
     count = stats.window_count + 1
     full = count >= self.window
     a = total / count
-    better = improved(a, stats.best, self.mode, self.threshold_mode, self.threshold)
+    better = improved(total, stats.best, self.mode, self.threshold_mode, self.threshold,
+                      count.astype(total.dtype))
     best = jnp.where(better, a, stats.best)
     num_bad = jnp.where(better, 0, increment_if(stats.num_bad))
     in_cooldown = stats.cooldown_counter > 0
@@ -124,7 +126,11 @@ def reduce_on_plateau(base: Any, factor: float = 0.1, patience: int = 10,
   losses reduce as positive ones do (PyTorch compares with ``best * (1 -
   threshold)``, above a negative best; Optax's ``contrib.reduce_on_plateau``
   never reduces on them). A NaN or infinite value changes nothing but
-  ``num_nonfinite``.
+  ``num_nonfinite``. The comparison is made on the window's sum of :math:`W` values,
+  :math:`W a < (\text{best} - \text{margin})\,W`: the same bits at ``window=1``; with a
+  longer window it can differ from comparing the mean only where the two sides are within a
+  float32 rounding of each other (so the update's divide feeds ``best`` alone: one kernel
+  fewer an update).
 
   Args:
     base: a float or a pure schedule (e.g. ``lrjax.warmup(...)``).
