@@ -17,8 +17,12 @@ from lrjax.schedules._decay import _as_1d
 ArrayLike = jax.typing.ArrayLike
 
 
+def _traced(leaves: list[Any]) -> bool:
+  return any(isinstance(x, jax.core.Tracer) for x in leaves)
+
+
 def _stack(leaves: list[Any]) -> Any:
-  if any(isinstance(x, jax.core.Tracer) for x in leaves):
+  if _traced(leaves):
     return jnp.stack([jnp.asarray(x) for x in leaves])
   return jnp.asarray(np.stack([np.asarray(x) for x in leaves]))
 
@@ -69,7 +73,7 @@ class Join(Schedule):
     piece: seconds for 10,000 pieces, which ``repr`` and ``jax.jit(join)`` pay)."""
     rows = np.asarray(self.piece_row).tolist()
     groups = np.asarray(self.piece_group).tolist()
-    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(self.groups))
+    traced = _traced(jax.tree.leaves(self.groups))
     stacked = self.groups if traced else jax.tree.map(np.asarray, self.groups)
     return [jax.tree.map(lambda x, r=r: x[r], stacked[g]) for g, r in zip(groups, rows)]
 

@@ -68,7 +68,7 @@ class Greedy(StatefulSchedule):
     # first ``filled`` hold values, the whole ring once full; unfilled entries are 0.
     index = jnp.arange(self.window)
     losses = jnp.where(index == stats.position, value,
-                       jnp.where(index < filled, stats.losses, 0).astype(stats.losses.dtype))
+                       jnp.where(index < filled, stats.losses, 0)).astype(stats.losses.dtype)
     smoothed = jnp.sum(losses) / filled
     better = smoothed < stats.best - self.threshold
     best = jnp.where(better, smoothed, stats.best)
