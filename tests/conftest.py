@@ -122,6 +122,38 @@ def pytest_configure(config):
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# What a failing test compiled and what it loaded from the persistent cache, in its report:
+# a test has failed about once in five to fifteen full runs (test_common.py's
+# inverse_sqrt_timescale cases, a jitted value that is another input's; tests/README.md), and
+# whether its program came from the cache is the first thing to know. Counted from JAX's
+# monitoring events (no logging on the hot path).
+_COMPILE_EVENTS = {"/jax/compilation_cache/cache_hits": "persistent-cache hits",
+                   "/jax/compilation_cache/cache_misses": "persistent-cache misses"}
+_compile_counts: dict = {}
+
+
+def _count_compile_event(event, **kwargs):
+  if event in _COMPILE_EVENTS:
+    _compile_counts[event] = _compile_counts.get(event, 0) + 1
+
+
+jax.monitoring.register_event_listener(_count_compile_event)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+  before = dict(_compile_counts) if call.when == "setup" else None
+  if before is not None:
+    item._lrjax_compile_counts = before
+  outcome = yield
+  report = outcome.get_result()
+  if report.failed and hasattr(item, "_lrjax_compile_counts"):
+    start = item._lrjax_compile_counts
+    counts = ", ".join(f"{label} {_compile_counts.get(e, 0) - start.get(e, 0)}"
+                       for e, label in _COMPILE_EVENTS.items())
+    report.sections.append(("lrjax: programs of this test (setup to now)", counts))
+
+
 def pytest_unconfigure(config):
   if _own_cache:
     shutil.rmtree(os.environ.pop(_CACHE_ENV), ignore_errors=True)
