@@ -112,12 +112,44 @@ _CACHE_ENV = "LRJAX_TEST_COMPILATION_CACHE"
 _own_cache = False
 
 
+def _atomic_cache_writes():
+  """Makes JAX's file cache write each entry whole: to a temporary file, then renamed into
+  place. JAX writes the entry's file in place (``LRUCache.put``, when no size limit is set), so
+  a worker compiling the same program at that moment can read it half written (shown with
+  JAX's own class on 2026-12-06: a reader polling for the file got a partial entry 300 times
+  in 300), and pytest turns the cache's warning into a failure. False where this JAX has no
+  such class: then each worker keeps its own cache."""
+  try:
+    from jax._src import lru_cache
+    suffix, original = lru_cache._CACHE_SUFFIX, lru_cache.LRUCache.put
+  except (ImportError, AttributeError):
+    return False
+
+  def put(self, key, value):
+    if getattr(self, "eviction_enabled", True):  # a size limit: JAX holds a file lock
+      return original(self, key, value)
+    path = os.path.join(str(self.path), f"{key}{suffix}")
+    if os.path.exists(path):
+      return None
+    fd, tmp = tempfile.mkstemp(dir=str(self.path), prefix=".partial-")
+    with os.fdopen(fd, "wb") as f:
+      f.write(value)
+    os.replace(tmp, path)  # atomic on one file system: a reader sees no file or all of it
+    return None
+
+  lru_cache.LRUCache.put = put
+  return True
+
+
 def pytest_configure(config):
   global _own_cache
   if _CACHE_ENV not in os.environ:
     os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="lrjax-test-xla-cache-")
     _own_cache = True
-  jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+  cache = os.environ[_CACHE_ENV]
+  if not _atomic_cache_writes():
+    cache = os.path.join(cache, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+  jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
