@@ -172,18 +172,20 @@ def _count_compile_event(event, **kwargs):
 jax.monitoring.register_event_listener(_count_compile_event)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+  item._lrjax_compile_counts = dict(_compile_counts)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-  before = dict(_compile_counts) if call.when == "setup" else None
-  if before is not None:
-    item._lrjax_compile_counts = before
   outcome = yield
   report = outcome.get_result()
   if report.failed and hasattr(item, "_lrjax_compile_counts"):
     start = item._lrjax_compile_counts
     counts = ", ".join(f"{label} {_compile_counts.get(e, 0) - start.get(e, 0)}"
                        for e, label in _COMPILE_EVENTS.items())
-    report.sections.append(("lrjax: programs of this test (setup to now)", counts))
+    report.sections.append(("lrjax: programs of this test, its setup included", counts))
 
 
 def pytest_unconfigure(config):
