@@ -155,7 +155,7 @@ def pytest_configure(config):
 
 
 # What a failing test compiled and what it loaded from the persistent cache, in its report:
-# a test has failed alone now and then (twice in 28 full runs on 2026-12-06: test_common.py's
+# a test has failed alone now and then (twice in 26 full runs on 2026-12-06: test_common.py's
 # inverse_sqrt_timescale cases, a jitted value that is another input's; tests/README.md), and
 # whether its program came from the cache is the first thing to know. Counted from JAX's
 # monitoring events (no logging on the hot path).
