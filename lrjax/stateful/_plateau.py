@@ -32,15 +32,15 @@ class PlateauStats(NamedTuple):
   window_count: jax.Array  # shape=(), dtype=int32.
 
 
-def improved(a, best, mode: str, threshold_mode: str, threshold, count=1.0):
-  """PyTorch's ``is_better`` of ``a / count``, with ``|best|`` in rel mode so negative values
-  work."""
+def improved(total, best, mode: str, threshold_mode: str, threshold, count):
+  """PyTorch's ``is_better`` of the mean ``total / count``, compared as a sum (no divide), with
+  ``|best|`` in rel mode so negative values work."""
   sign = 1.0 if mode == "min" else -1.0
   if threshold_mode == "rel":
     margin = jnp.where(jnp.isfinite(best), jnp.abs(best) * threshold, 0.0)
   else:
     margin = threshold
-  return sign * a < (sign * best - margin) * count
+  return sign * total < (sign * best - margin) * count
 
 
 @stateful_class("reduce_on_plateau")
