@@ -31,14 +31,15 @@ def _approx(got, want):  # pytest.approx's rule, for one step
   return abs(float(got) - float(want)) <= max(1e-5 * abs(float(want)), 1e-6)
 
 
-def _assert_close(got, compute, want, inputs, close=_close):
-  """``got`` (from the jitted call ``compute``) equals ``want`` to float32 rounding. On a miss
-  the message also says what the same call gives again and the inputs, so a failure seen once
-  in many runs (tests/README.md) tells a wrong program (the same values again) from a transient
-  one."""
-  got, want = np.asarray(got), np.asarray(want)
+def _assert_close(jitted, eager, inputs, close=_close):
+  """``jitted()`` equals ``eager()`` to float32 rounding (the jitted call made first, its
+  result read before the eager one runs). On a miss the message also says what the same jitted
+  call gives again and the inputs, so a failure seen once in many runs (tests/README.md) tells
+  a wrong program (the same values again) from a transient one."""
+  got = np.asarray(jitted())
+  want = np.asarray(eager())
   if not close(got, want):
-    again = np.asarray(compute())
+    again = np.asarray(jitted())
     verdict = ("the same values" if np.array_equal(again, got, equal_nan=True) else
                "the right values" if close(again, want) else "other wrong values")
     raise AssertionError(f"jit gives {np.ravel(got)[:12]}, eager {np.ravel(want)[:12]}; the "
@@ -50,9 +51,9 @@ def _assert_close(got, compute, want, inputs, close=_close):
 def test_jit_equals_eager(case):
   s = case.build()
   t = steps_for(case)
-  _assert_close(np.asarray(at(s, t)), lambda: at(s, t), s(t), (s, "steps", t[:12]))
+  _assert_close(lambda: at(s, t), lambda: s(t), (s, "steps", t[:12]))
   for x in (0, 3, case.horizon):
-    _assert_close(np.asarray(at(s, x)), lambda: at(s, x), s(x), (s, "step", x), close=_approx)
+    _assert_close(lambda: at(s, x), lambda: s(x), (s, "step", x), close=_approx)
 
 
 @CASE_PARAMS
@@ -79,9 +80,8 @@ def test_vmap_over_a_stack_of_schedules(case):
   variants = [_float_leaves_scaled(case.build(), f) for f in (0.5, 1.0, 2.0, 3.0)]
   stacked = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *variants)
   t = jnp.asarray(steps_for(case), jnp.float32)
-  got = _at_each(stacked, t)
-  want = np.stack([np.asarray(v(t)) for v in variants])
-  _assert_close(got, lambda: _at_each(stacked, t), want, (stacked, "steps", t[:12]))
+  _assert_close(lambda: _at_each(stacked, t),
+                lambda: np.stack([np.asarray(v(t)) for v in variants]), (stacked, "steps", t[:12]))
 
 
 @CASE_PARAMS
