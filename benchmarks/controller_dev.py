@@ -3,7 +3,8 @@
 ``benchmarks/learned_controller.py`` judges the controller on real tasks it never saw. Choosing
 between designs (a rule, a weights file, a meta-objective) on those tasks would tune on the
 test set, so the choices are made here instead, on the synthetic family it is meta-trained on
-(``lrjax.meta.FAMILY``; instances from seeds no meta-training draw uses).
+(``lrjax.meta.FAMILY``, and ``lrjax.meta.STRUCTURES``' others with ``--structures``; instances
+from seeds no meta-training draw uses).
 
 For each structure and horizon ``T``, ``--seeds`` instances (each seed: its own task instance,
 initialisation and batches) are trained by AdamW (weight decay 1e-4) under Optax's
@@ -17,7 +18,7 @@ Variants (no rate to choose in any of them):
 - ``rule`` -- ``lrjax.learned_controller`` with a zero network (Prodigy's estimate under the
   warmup-cosine shape), and ``rule, no horizon`` (no ``total_steps``);
 - ``shipped`` / ``shipped, no horizon`` -- the shipped weights;
-- ``file:PATH`` / ``file:PATH, no horizon`` -- a weights file (``--weights PATH``);
+- ``file:PATH`` / ``file:PATH, no horizon`` -- a weights file (``--weights PATH[,PATH...]``);
 - ``prodigy + warmup-cosine`` -- ``optax.contrib.prodigy`` under Optax's warmup-cosine at peak 1
   (its warmup starting at 1/W);
 - any of the controller's names followed by ``, every K`` (e.g. ``shipped, every 3``): the
@@ -29,7 +30,7 @@ Variants (no rate to choose in any of them):
 
 Usage:
   python benchmarks/controller_dev.py [--structures quadratic,...] [--horizons 300,1000]
-      [--seeds 6] [--weights new.npz] [--variants rule,shipped,...]
+      [--seeds 6] [--weights new.npz,other.npz] [--variants rule,shipped,...]
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def main():
   parser.add_argument("--structures", default=",".join(meta.FAMILY))
   parser.add_argument("--horizons", default="300,1000")
   parser.add_argument("--seeds", type=int, default=6)
-  parser.add_argument("--weights", default=None, help="a weights file to judge beside the others")
+  parser.add_argument("--weights", default=None,
+                      help="weights files to judge beside the others, separated by commas")
   parser.add_argument("--variants", default=None,
                       help="the variants to run, separated by ';' (their names hold "
                       "commas); default: all")
@@ -104,9 +106,9 @@ def main():
   zero = {k: np.zeros_like(v) for k, v in meta.load_weights().items()}
   weights = {"rule": zero, "shipped": None}
   names = ["rule", "rule, no horizon", "shipped", "shipped, no horizon"]
-  if args.weights:
-    weights[f"file:{args.weights}"] = args.weights
-    names += [f"file:{args.weights}", f"file:{args.weights}, no horizon"]
+  for path in args.weights.split(",") if args.weights else []:
+    weights[f"file:{path}"] = path
+    names += [f"file:{path}", f"file:{path}, no horizon"]
   names.append("prodigy + warmup-cosine")
   if args.variants:  # any listed name; "NAME, every K" decides every K updates
     names = args.variants.split(";")
@@ -119,7 +121,7 @@ def main():
     print(f"\n## horizon {steps}\n| structure | tuned peak | " + " | ".join(names) + " |")
     print("|---|---:|" + "---:|" * len(names))
     for structure in args.structures.split(","):
-      task = meta.FAMILY[structure]
+      task = meta.STRUCTURES[structure]
       tuned_tx = lambda peak: build("warmup_cosine", peak, steps)  # noqa: E731
       grid = jax.jit(jax.vmap(jax.vmap(unroll(task, tuned_tx, steps), (None, 0)), (0, None)))
       finals = final_training_loss(np.asarray(grid(seeds, jnp.asarray(PEAKS)), np.float64))

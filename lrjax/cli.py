@@ -243,16 +243,23 @@ def _cmd_meta_train(args) -> int:
   if not args.out.endswith(".npz"):
     raise CLIError(f"--out must name an .npz file, got {args.out!r}")
   checkpoint = args.checkpoint or args.out + ".checkpoint.npz"
+  structures = tuple(name.strip() for name in args.structures.split(",") if name.strip())
+  unknown = [name for name in structures if name not in meta.STRUCTURES]
+  if not structures or unknown or len(set(structures)) != len(structures):
+    raise CLIError(f"--structures must name distinct structures among "
+                   f"{', '.join(meta.STRUCTURES)}, got {args.structures!r}")
   try:
     result = meta.meta_train(
         iterations=args.iterations, pairs=args.pairs, sigma=args.sigma,
         learning_rate=args.learning_rate, seed=args.seed, hidden_size=args.hidden_size,
         lbfgs_steps=args.lbfgs_steps, checkpoint=checkpoint,
         validate_every=args.validate_every, progress=not args.quiet,
-        validation=(meta.validation_draws(args.validation_draws, horizons=args.horizons)
+        validation=(meta.validation_draws(args.validation_draws, structures=structures,
+                                          horizons=args.horizons)
                     if args.validate_every else None),
         log=lambda line: print(line, flush=True), decisions=args.decisions,
-        horizons=args.horizons)
+        horizons=args.horizons, warmup_divisor=args.warmup_divisor,
+        task_family={name: meta.STRUCTURES[name] for name in structures})
   except ValueError as e:
     raise CLIError(str(e)) from None
   meta.save_weights(args.out, result.weights, seed=args.seed, iterations=args.iterations,
@@ -262,7 +269,11 @@ def _cmd_meta_train(args) -> int:
                     **({} if args.validation_draws == 12
                        else {"validation_draws": args.validation_draws}),
                     **({} if args.horizons == meta.HORIZONS
-                       else {"horizons": ",".join(map(str, args.horizons))}))
+                       else {"horizons": ",".join(map(str, args.horizons))}),
+                    **({} if structures == tuple(meta.FAMILY)
+                       else {"structures": ",".join(structures)}),
+                    **({} if args.warmup_divisor == meta.TRAIN_WARMUP_DIVISOR
+                       else {"warmup_divisor": args.warmup_divisor}))
   print(f"wrote {args.out}: the weights of ES iteration {result.best_iteration} of "
         f"{result.iterations} ({result.wall_time / 60:.1f} min this session; checkpoint "
         f"{checkpoint})")
@@ -356,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
                   help="in a draw whose horizon is given, the network decides every "
                   "horizon // DECISIONS updates, as learned_controller(every=None) does with "
                   "300 (default: at every update, as the shipped weights were trained)")
+  mt.add_argument("--structures", default="quadratic,linear,logistic,mlp1,mlp2,conv,memorise",
+                  help="comma-separated structures of the synthetic family (the shipped "
+                  "weights'; also: deep)")
+  mt.add_argument("--warmup-divisor", type=_positive_int, default=10,
+                  help="in a draw whose horizon is given, the warmup lasts horizon // "
+                  "WARMUP_DIVISOR updates (the shipped weights': 10; learned_controller's "
+                  "default at inference: 20)")
   mt.add_argument("--quiet", action="store_true", help="no progress bar")
   mt.set_defaults(func=_cmd_meta_train)
   plan_cli.add_parser(sub, _positive_int, _positive_float, CLIError, _Parser)

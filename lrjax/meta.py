@@ -273,10 +273,53 @@ def memorise(key):
   return params, loss_fn
 
 
+DEEP_POINTS = 512
+
+
+def deep(key):
+  """A ReLU MLP of 5 hidden layers (width 32 or 64, He-initialised) classifying a fixed set of
+  ``DEEP_POINTS`` correlated inputs into two classes by a mostly linear teacher, 2% of the
+  labels flipped: a deep network on a small, nearly separable data set trained for many
+  epochs, whose loss falls towards zero for as long as the rate stays up (not in the shipped
+  weights' family: ``lrjax meta-train --structures``)."""
+  k = jax.random.split(key, 12)
+  width = jnp.asarray([32, 64])[jax.random.randint(k[0], (), 0, 2)]
+  unit_mask = (jnp.arange(64) < width).astype(jnp.float32)
+  mixing = jax.random.normal(k[1], (DIM, DIM)) / jnp.sqrt(DIM)
+  x_all = jax.random.normal(k[2], (DEEP_POINTS, DIM)) @ (jnp.eye(DIM) + 2.0 * mixing)
+  x_all = (x_all - x_all.mean(0)[None, :]) / x_all.std(0)[None, :]
+  score = (x_all @ jax.random.normal(k[3], (DIM,))
+           + jnp.tanh(x_all @ _dense_init(k[4], DIM, 8)) @ jax.random.normal(k[5], (8,)))
+  y_all = (score > jnp.median(score)).astype(jnp.int32)
+  y_all = jnp.where(jax.random.bernoulli(k[6], 0.02, (DEEP_POINTS,)), 1 - y_all, y_all)
+  batch = jnp.asarray([16, 32, 64])[jax.random.randint(k[7], (), 0, 3)]
+  mask = (jnp.arange(MAX_BATCH) < batch).astype(jnp.float32)
+  sizes = [DIM] + [64] * 5 + [2]
+  keys = jax.random.split(k[8], len(sizes) - 1)
+  params = {f"w{i}": _dense_init(keys[i], a, b)
+            * jnp.sqrt(2.0 * (64.0 / width if i > 0 else 1.0))  # He, over the live units
+            * (unit_mask[None, :] if i < 5 else 1) * (unit_mask[:, None] if i > 0 else 1)
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))}
+  params.update({f"b{i}": jnp.zeros((b,)) for i, b in enumerate(sizes[1:])})
+
+  def loss_fn(p, data_key):
+    idx = jax.random.randint(data_key, (MAX_BATCH,), 0, DEEP_POINTS)
+    h = x_all[idx]
+    for i in range(5):
+      h = jax.nn.relu(h @ p[f"w{i}"] + p[f"b{i}"][None, :]) * unit_mask[None, :]
+    out = h @ p["w5"] + p["b5"][None, :]
+    return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(out, y_all[idx]), mask)
+
+  return params, loss_fn
+
+
 #: The default synthetic task family: structure name -> task function.
 FAMILY: dict[str, TaskFn] = {"quadratic": quadratic, "linear": linear, "logistic": logistic,
                              "mlp1": _mlp(1), "mlp2": _mlp(2), "conv": conv,
                              "memorise": memorise}
+#: Every structure ``lrjax meta-train --structures`` and the development set can draw from:
+#: ``FAMILY`` and those written after the shipped weights.
+STRUCTURES: dict[str, TaskFn] = {**FAMILY, "deep": deep}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,14 +380,15 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
                   horizon: jax.Array, horizon_known: jax.Array, init_value: jax.Array,
                   policy: Optional[Callable] = None, reset_hidden: bool = False,
                   trace: bool = False, estimate: bool = False,
-                  decisions: Optional[int] = None, trace_length: int = MAX_HORIZON):
+                  decisions: Optional[int] = None, trace_length: int = MAX_HORIZON,
+                  warmup_divisor: int = TRAIN_WARMUP_DIVISOR):
   """The meta-loss of one inner run (traceable; ``vmap`` it over ``weights``).
 
   With ``trace`` also returns the inputs and log-rate change of every update
   (padded to ``trace_length`` >= ``horizon``), for imitation. ``estimate``: the controller
-  estimates its base rate (``init_value`` unused). The schedule's shape is the one the shipped
-  weights were trained under: a warmup over ``horizon // TRAIN_WARMUP_DIVISOR`` updates of a
-  known horizon, then a cosine to 0. ``decisions``: ``None``, the network decides at every
+  estimates its base rate (``init_value`` unused). The schedule's shape: a warmup over
+  ``horizon // warmup_divisor`` updates of a known horizon (the shipped weights':
+  ``TRAIN_WARMUP_DIVISOR``), then a cosine to 0. ``decisions``: ``None``, the network decides at every
   update; ``D``, every ``max(1, horizon // D)`` updates when the
   horizon is given (``learned_controller(every=None)`` with ``D = DECISIONS``).
   """
@@ -362,7 +406,7 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
       total_steps=jnp.where(horizon_known, horizon, 0),  # type: ignore[arg-type]  # traced
       axis_name=None,
       settings=GuardSettings(), reset_hidden=reset_hidden,
-      policy=policy, warmup_steps=jnp.where(horizon_known, horizon // TRAIN_WARMUP_DIVISOR, 0),
+      policy=policy, warmup_steps=jnp.where(horizon_known, horizon // warmup_divisor, 0),
       anneal=True)
   state = tx.init(params)
   xs = jnp.zeros((trace_length if trace else 1, _learned.NUM_FEATURES))
@@ -411,7 +455,8 @@ class _Flat:
 
 @functools.lru_cache(maxsize=256)
 def _population_program(task: TaskFn, optimizer: str, shapes: tuple, policy, reset_hidden: bool,
-                        estimate: bool, decisions: Optional[int] = None):
+                        estimate: bool, decisions: Optional[int] = None,
+                        warmup_divisor: int = TRAIN_WARMUP_DIVISOR):
   """``jit(vmap(run_meta_loss))`` over a population of flat weights, for one task function and
   inner optimizer: built once per process, so every ``meta_train``/``evaluate`` call (and every
   population size) shares one traced function and its compiled programs."""
@@ -420,28 +465,31 @@ def _population_program(task: TaskFn, optimizer: str, shapes: tuple, policy, res
   def one(vec, key, horizon, known, lr0):
     return run_meta_loss(task, optimizer, flat.unflat(vec), key, horizon, known, lr0,
                          policy=policy, reset_hidden=reset_hidden, estimate=estimate,
-                         decisions=decisions)
+                         decisions=decisions, warmup_divisor=warmup_divisor)
   return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
 
 
 def _compiled_population(family: Mapping[str, TaskFn], flat: _Flat, policy=None,
-                         reset_hidden=False, decisions: Optional[int] = None):
+                         reset_hidden=False, decisions: Optional[int] = None,
+                         warmup_divisor: int = TRAIN_WARMUP_DIVISOR):
   """``draw -> jit(vmap over a population of flat weights)`` for its task and optimizer."""
   return lambda d: _population_program(family[d.structure], d.optimizer, tuple(flat.shapes),
-                                       policy, reset_hidden, d.estimate, decisions)
+                                       policy, reset_hidden, d.estimate, decisions,
+                                       warmup_divisor)
 
 
 def evaluate(weights: Any, draws: list[Draw], family: Optional[Mapping[str, TaskFn]] = None,
              policy: Optional[Callable] = None, reset_hidden: bool = False,
-             decisions: Optional[int] = None) -> np.ndarray:
+             decisions: Optional[int] = None,
+             warmup_divisor: int = TRAIN_WARMUP_DIVISOR) -> np.ndarray:
   """The meta-loss of ``weights`` on each of ``draws`` (a fixed validation set);
-  ``decisions`` as in ``run_meta_loss``.
+  ``decisions`` and ``warmup_divisor`` as in ``run_meta_loss``.
 
   Its programs are built once per process (``_population_program``) and reused by every call.
   """
   family = FAMILY if family is None else family
   flat = _Flat(weights)
-  get = _compiled_population(family, flat, policy, reset_hidden, decisions)
+  get = _compiled_population(family, flat, policy, reset_hidden, decisions, warmup_divisor)
   vec = flat.flat(weights)[None]
   return np.asarray([float(get(d)(
       vec, jax.random.PRNGKey(d.seed), d.horizon, d.horizon_known, d.init_value)[0])
@@ -690,7 +738,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                init_weights: Any = None, progress: bool = True,
                log: Optional[Callable[[str], None]] = None,
                decisions: Optional[int] = None,
-               horizons: tuple[int, int] = HORIZONS) -> MetaTrainResult:
+               horizons: tuple[int, int] = HORIZONS,
+               warmup_divisor: int = TRAIN_WARMUP_DIVISOR) -> MetaTrainResult:
   """Meta-trains the learned controller's weights: L-BFGS imitation, then antithetic ES.
 
   Args:
@@ -720,6 +769,9 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
       _learned.DECISIONS``), validation included.
     horizons: ``(shortest, longest)``: each draw's horizon is log-uniform over it (the
       default validation draws too); the shipped weights saw 100 to 2,000 updates.
+    warmup_divisor: in a draw whose horizon is given, the warmup lasts ``horizon //
+      warmup_divisor`` updates (the shipped weights': 10; ``learned_controller``'s default
+      at inference: ``_learned.WARMUP_DIVISOR``, 20).
 
   Returns:
     A ``MetaTrainResult``: ``weights`` at the best validation point (the last
@@ -739,7 +791,8 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
                               ("hidden_size", hidden_size, 1), ("lbfgs_steps", lbfgs_steps, 0),
                               ("imitation_runs", imitation_runs, 1),
                               ("checkpoint_every", checkpoint_every, 1),
-                              ("validate_every", validate_every, 0)):
+                              ("validate_every", validate_every, 0),
+                              ("warmup_divisor", warmup_divisor, 1)):
     v.integer(fn, name, value, lowest)
   if decisions is not None:
     v.integer(fn, "decisions", decisions, 1)
@@ -783,12 +836,12 @@ def meta_train(*, iterations: int = 1500, pairs: int = 8, sigma: float = 0.02,
     lbfgs_history = logs["lbfgs_history"].tolist()
     val_history = [(int(i), float(x)) for i, x in logs["validation"].tolist()]
   first = int(state.iteration)
-  get = _compiled_population(family, flat, decisions=decisions)
+  get = _compiled_population(family, flat, decisions=decisions, warmup_divisor=warmup_divisor)
 
   def validate(state):
     i = int(state.iteration)
     loss = float(np.mean(evaluate(flat.unflat(jnp.asarray(state.theta)), validation, family,
-                                  decisions=decisions)))
+                                  decisions=decisions, warmup_divisor=warmup_divisor)))
     val_history.append((i, loss))
     state = es_validated(state, loss)
     if log is not None:

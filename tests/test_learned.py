@@ -487,17 +487,20 @@ def test_a_few_es_iterations_lower_the_meta_loss_on_a_tiny_family():
   assert np.isfinite(after) and after < before
 
 
-@pytest.mark.parametrize("decisions", [None, 8])
-def test_the_meta_loss_judges_the_end_of_the_run(decisions):
+@pytest.mark.parametrize("decisions,divisor", [(None, None), (8, None), (None, 4)])
+def test_the_meta_loss_judges_the_end_of_the_run(decisions, divisor):
   """The meta-loss of one draw is the formula on its own run: half the log of the mean loss
   of the last tenth of the updates over L_0, half the log of the final held-out loss over
   L_0 (L_0 the held-out loss at initialisation), each clipped; replayed here update by update
   with the controller the meta-objective builds (with ``decisions=8`` over 40 updates, the
-  network deciding every 5th)."""
+  network deciding every 5th; with ``warmup_divisor=4``, a warmup over 10 updates instead of
+  the shipped weights' 4)."""
   horizon, seed = 40, 3
   w = _random_weights(hidden=4)
   d = meta.Draw("linear", "adamw", seed, horizon, True, 0.03)
-  got = float(meta.evaluate(w, [d], {"linear": meta.linear}, decisions=decisions)[0])
+  divided = {} if divisor is None else {"warmup_divisor": divisor}
+  got = float(meta.evaluate(w, [d], {"linear": meta.linear}, decisions=decisions,
+                            **divided)[0])
   init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
   params, loss_fn = meta.linear(init_key)
   held = lambda p: np.mean([float(loss_fn(p, jax.random.fold_in(data_key, 10**7 + i)))  # noqa
@@ -505,7 +508,7 @@ def test_the_meta_loss_judges_the_end_of_the_run(decisions):
   l0 = held(params)
   tx = lrjax.learned_controller(meta.base_optimizer("adamw"), init_value=0.03, weights=w,
                                 total_steps=horizon,
-                                warmup_steps=horizon // meta.TRAIN_WARMUP_DIVISOR,
+                                warmup_steps=horizon // (divisor or meta.TRAIN_WARMUP_DIVISOR),
                                 every=1 if decisions is None else horizon // decisions)
 
   @jax.jit  # one compiled update, called from a host loop of `horizon` updates
@@ -548,6 +551,37 @@ def test_memorise_draws_share_one_structure_and_reward_the_right_rate():
 
   final, first = final_loss(jnp.asarray([1e-3, 1e-2]))
   assert final[1] < 0.2 * first[1] and final[1] < 0.5 * final[0], (final, first)
+
+
+def test_deep_is_outside_the_shipped_family_and_rewards_the_right_rate():
+  """``deep`` (written after the shipped weights) is among ``STRUCTURES`` but not ``FAMILY``,
+  so the default ``lrjax meta-train`` still reproduces the shipped file; its draws share one
+  program, its labels are two balanced classes, and Adam at a well-chosen rate drives its
+  training loss far below its start and below a tenth of that rate's (a deep network that
+  memorises a small, nearly separable set)."""
+  assert "deep" in meta.STRUCTURES and "deep" not in meta.FAMILY
+  assert {k: meta.STRUCTURES[k] for k in meta.FAMILY} == meta.FAMILY
+  shapes = {jax.tree.map(jnp.shape, meta.deep(jax.random.PRNGKey(i))[0]).__repr__()
+            for i in range(3)}
+  assert len(shapes) == 1
+  params, loss_fn = meta.deep(jax.random.PRNGKey(0))
+  assert len([k for k in params if k.startswith("w")]) == 6  # 5 hidden layers and the output
+
+  @jax.jit
+  @jax.vmap
+  def final_loss(lr):
+    tx = optax.adam(lr)
+
+    def body(carry, t):
+      p, s = carry
+      loss, g = jax.value_and_grad(loss_fn)(p, jax.random.PRNGKey(t))
+      u, s = tx.update(g, s, p)
+      return (optax.apply_updates(p, u), s), loss
+    _, losses = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(300))
+    return losses[-30:].mean(), losses[0]
+
+  final, first = final_loss(jnp.asarray([3e-4, 3e-3]))
+  assert final[1] < 0.05 * first[1] and final[1] < 0.5 * final[0], (final, first)
 
 
 def test_lbfgs_imitation_fits_the_hand_rule():
@@ -625,6 +659,7 @@ def test_diverged_inner_runs_get_the_worst_score_not_nan():
     (dict(decisions=0), "decisions must be an integer >= 1"),
     (dict(horizons=(50, 20)), "horizons must be a tuple of two integers"),
     (dict(horizons=(0, 20)), "horizons must be a tuple of two integers"),
+    (dict(warmup_divisor=0), "warmup_divisor must be an integer >= 1"),
 ])
 def test_meta_train_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match="lrjax.meta_train: " + message):
@@ -667,11 +702,26 @@ def test_cli_meta_train_passes_its_settings_and_refuses_bad_ones(tmp_path, capsy
   assert set(L.load_weights(out)) == set(L.WEIGHT_KEYS)
   assert run_cli(capsys, "meta-train", "--out", plain, "--quiet").returncode == 0
   assert seen[-1]["decisions"] is None
+  assert seen[-1]["task_family"] == meta.FAMILY  # the shipped weights' family, in its order
+  assert list(seen[-1]["task_family"]) == list(meta.FAMILY)
+  assert seen[-1]["warmup_divisor"] == meta.TRAIN_WARMUP_DIVISOR
   with np.load(plain) as f:
     assert "meta_decisions" not in f.files
+    assert "meta_structures" not in f.files and "meta_warmup_divisor" not in f.files
+  r = run_cli(capsys, "meta-train", "--out", out, "--quiet", "--structures", "linear,deep",
+              "--warmup-divisor", "20")
+  assert r.returncode == 0, r.stderr
+  assert list(seen[-1]["task_family"]) == ["linear", "deep"]
+  assert seen[-1]["task_family"]["deep"] is meta.deep and seen[-1]["warmup_divisor"] == 20
+  assert {d.structure for d in seen[-1]["validation"]} <= {"linear", "deep"}
+  with np.load(out) as f:
+    assert str(f["meta_structures"]) == "linear,deep" and int(f["meta_warmup_divisor"]) == 20
   for args, match in [(("--decisions", "0"), "--decisions"),
                       (("--validation-draws", "0"), "--validation-draws"),
                       (("--horizons", "5,2"), "--horizons"),
+                      (("--structures", "linear,bogus"), "--structures"),
+                      (("--structures", "linear,linear"), "--structures"),
+                      (("--warmup-divisor", "0"), "--warmup-divisor"),
                       (("--out", str(tmp_path / "w.txt")), "must name an .npz file"),
                       (("--out", str(tmp_path / "no" / "w.npz")), "no writable folder")]:
     r = run_cli(capsys, "meta-train", "--quiet", *args)
