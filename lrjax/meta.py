@@ -237,6 +237,18 @@ def conv(key):
 MEMORISE_POINTS = 256
 
 
+def _he_relu_mlp(keys, sizes, width, unit_mask):
+  """Dense layers of ``sizes`` (hidden widths 64, of which the first ``width`` units live),
+  He-initialised over the live units, layer ``i`` drawn from ``keys[i]``; biases zero."""
+  hidden = len(sizes) - 2
+  params = {f"w{i}": _dense_init(keys[i], a, b)
+            * jnp.sqrt(2.0 * (64.0 / width if i > 0 else 1.0))  # He, over the live units
+            * (unit_mask[None, :] if i < hidden else 1) * (unit_mask[:, None] if i > 0 else 1)
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))}
+  params.update({f"b{i}": jnp.zeros((b,)) for i, b in enumerate(sizes[1:])})
+  return params
+
+
 def memorise(key):
   """A ReLU MLP of 3 or 4 hidden layers (width 32 or 64, He-initialised) on a fixed set of
   ``MEMORISE_POINTS`` random inputs whose labels (4 classes) come from a random tanh teacher
@@ -254,12 +266,8 @@ def memorise(key):
   y_all = jnp.argmax(logits, -1)
   batch = jnp.asarray([16, 32, 64])[jax.random.randint(k[6], (), 0, 3)]
   mask = (jnp.arange(MAX_BATCH) < batch).astype(jnp.float32)
-  sizes = [DIM, 64, 64, 64, 64, 4]
-  params = {f"w{i}": _dense_init(k[7 + min(i, 3)], a, b)
-            * jnp.sqrt(2.0 * (64.0 / width if i > 0 else 1.0))  # He, over the live units
-            * (unit_mask[None, :] if i < 4 else 1) * (unit_mask[:, None] if i > 0 else 1)
-            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))}
-  params.update({f"b{i}": jnp.zeros((b,)) for i, b in enumerate(sizes[1:])})
+  params = _he_relu_mlp([k[7 + min(i, 3)] for i in range(5)], [DIM, 64, 64, 64, 64, 4], width,
+                        unit_mask)
 
   def loss_fn(p, data_key):
     idx = jax.random.randint(data_key, (MAX_BATCH,), 0, MEMORISE_POINTS)
@@ -294,13 +302,7 @@ def deep(key):
   y_all = jnp.where(jax.random.bernoulli(k[6], 0.02, (DEEP_POINTS,)), 1 - y_all, y_all)
   batch = jnp.asarray([16, 32, 64])[jax.random.randint(k[7], (), 0, 3)]
   mask = (jnp.arange(MAX_BATCH) < batch).astype(jnp.float32)
-  sizes = [DIM] + [64] * 5 + [2]
-  keys = jax.random.split(k[8], len(sizes) - 1)
-  params = {f"w{i}": _dense_init(keys[i], a, b)
-            * jnp.sqrt(2.0 * (64.0 / width if i > 0 else 1.0))  # He, over the live units
-            * (unit_mask[None, :] if i < 5 else 1) * (unit_mask[:, None] if i > 0 else 1)
-            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))}
-  params.update({f"b{i}": jnp.zeros((b,)) for i, b in enumerate(sizes[1:])})
+  params = _he_relu_mlp(jax.random.split(k[8], 6), [DIM] + [64] * 5 + [2], width, unit_mask)
 
   def loss_fn(p, data_key):
     idx = jax.random.randint(data_key, (MAX_BATCH,), 0, DEEP_POINTS)

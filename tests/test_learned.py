@@ -527,14 +527,10 @@ def test_the_meta_loss_judges_the_end_of_the_run(decisions, divisor):
   assert got == pytest.approx(expected, rel=2e-4, abs=2e-4)
 
 
-def test_memorise_draws_share_one_structure_and_reward_the_right_rate():
-  """Every ``memorise`` draw has the same parameter shapes (one compiled program for the
-  family); Adam at a well-chosen rate drives its training loss far below a tenth of that
-  rate's (what makes the end of a run sensitive to the rate, as on a small real data set)."""
-  shapes = {jax.tree.map(jnp.shape, meta.memorise(jax.random.PRNGKey(i))[0]).__repr__()
-            for i in range(3)}
-  assert len(shapes) == 1
-  params, loss_fn = meta.memorise(jax.random.PRNGKey(0))
+def _adam_final_and_first_loss(structure, lrs):
+  """Adam at each of ``lrs`` for 300 updates on the instance of ``structure`` from key 0: the
+  mean loss of the last 30 updates and the first loss, per rate."""
+  params, loss_fn = structure(jax.random.PRNGKey(0))
 
   @jax.jit
   @jax.vmap
@@ -549,7 +545,17 @@ def test_memorise_draws_share_one_structure_and_reward_the_right_rate():
     _, losses = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(300))
     return losses[-30:].mean(), losses[0]
 
-  final, first = final_loss(jnp.asarray([1e-3, 1e-2]))
+  return final_loss(jnp.asarray(lrs))
+
+
+def test_memorise_draws_share_one_structure_and_reward_the_right_rate():
+  """Every ``memorise`` draw has the same parameter shapes (one compiled program for the
+  family); Adam at a well-chosen rate drives its training loss far below a tenth of that
+  rate's (what makes the end of a run sensitive to the rate, as on a small real data set)."""
+  shapes = {jax.tree.map(jnp.shape, meta.memorise(jax.random.PRNGKey(i))[0]).__repr__()
+            for i in range(3)}
+  assert len(shapes) == 1
+  final, first = _adam_final_and_first_loss(meta.memorise, [1e-3, 1e-2])
   assert final[1] < 0.2 * first[1] and final[1] < 0.5 * final[0], (final, first)
 
 
@@ -564,23 +570,9 @@ def test_deep_is_outside_the_shipped_family_and_rewards_the_right_rate():
   shapes = {jax.tree.map(jnp.shape, meta.deep(jax.random.PRNGKey(i))[0]).__repr__()
             for i in range(3)}
   assert len(shapes) == 1
-  params, loss_fn = meta.deep(jax.random.PRNGKey(0))
+  params, _ = meta.deep(jax.random.PRNGKey(0))
   assert len([k for k in params if k.startswith("w")]) == 6  # 5 hidden layers and the output
-
-  @jax.jit
-  @jax.vmap
-  def final_loss(lr):
-    tx = optax.adam(lr)
-
-    def body(carry, t):
-      p, s = carry
-      loss, g = jax.value_and_grad(loss_fn)(p, jax.random.PRNGKey(t))
-      u, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, u), s), loss
-    _, losses = jax.lax.scan(body, (params, tx.init(params)), jnp.arange(300))
-    return losses[-30:].mean(), losses[0]
-
-  final, first = final_loss(jnp.asarray([3e-4, 3e-3]))
+  final, first = _adam_final_and_first_loss(meta.deep, [3e-4, 3e-3])
   assert final[1] < 0.05 * first[1] and final[1] < 0.5 * final[0], (final, first)
 
 
