@@ -189,3 +189,36 @@ def pad(x, n):
 def at(schedule, steps):
   """``schedule(steps)`` in one program per schedule structure, the schedule an argument."""
   return schedule(steps)
+
+
+def allclose_rule(rtol=1e-5, atol=1e-6):
+  """``numpy.testing.assert_allclose``'s rule as a predicate ``(got, want) -> bool``: the same
+  shape, ``|got - want| <= atol + rtol * |want|`` elementwise, NaNs equal; ``atol`` may be a
+  function of ``want``."""
+  def close(got, want):
+    got, want = np.asarray(got), np.asarray(want)
+    bound = atol(want) if callable(atol) else atol
+    return got.shape == want.shape and bool(np.allclose(got, want, rtol=rtol, atol=bound,
+                                                        equal_nan=True))
+  return close
+
+
+def approx_rule(got, want):
+  """``pytest.approx``'s default rule for one value: within 1e-6 or 1e-5 relative."""
+  return abs(float(got) - float(want)) <= max(1e-5 * abs(float(want)), 1e-6)
+
+
+def assert_jit_close(jitted, expected, inputs, close=allclose_rule()):
+  """``jitted()`` is ``close`` to ``expected()`` (the jitted call made first, its result read
+  before ``expected`` runs: an eager call or a reference formula). On a miss the message also
+  says what the same jitted call gives again and the inputs, so a failure seen once in many
+  runs (tests/README.md) tells a wrong program (the same values again) from a transient one."""
+  got = np.asarray(jitted())
+  want = np.asarray(expected())
+  if not close(got, want):
+    again = np.asarray(jitted())
+    verdict = ("the same values" if np.array_equal(again, got, equal_nan=True) else
+               "the right values" if close(again, want) else "other wrong values")
+    raise AssertionError(f"jit gives {np.ravel(got)[:12]} (shape {got.shape}), expected "
+                         f"{np.ravel(want)[:12]} (shape {want.shape}); the same call again "
+                         f"gives {verdict}: {np.ravel(again)[:12]}\ninputs: {inputs}")

@@ -172,9 +172,14 @@ def _count_compile_event(event, **kwargs):
 jax.monitoring.register_event_listener(_count_compile_event)
 
 
+_recent_tests: list = []  # this process's last tests, for a failing test's report
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
   item._lrjax_compile_counts = dict(_compile_counts)
+  item._lrjax_recent_tests = list(_recent_tests)
+  _recent_tests[:] = (_recent_tests + [item.nodeid])[-8:]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -186,6 +191,8 @@ def pytest_runtest_makereport(item, call):
     counts = ", ".join(f"{label} {_compile_counts.get(e, 0) - start.get(e, 0)}"
                        for e, label in _COMPILE_EVENTS.items())
     report.sections.append(("lrjax: programs of this test, its setup included", counts))
+    report.sections.append(("lrjax: the tests this process ran just before it",
+                            "\n".join(item._lrjax_recent_tests) or "none"))
 
 
 def pytest_unconfigure(config):

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import lrjax
-from cases import CASE_IDS, CASES, MAX_HORIZON, at, pad, steps_for
+from cases import CASE_IDS, CASES, MAX_HORIZON, approx_rule, assert_jit_close, at, pad, steps_for
 
 CASE_PARAMS = pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 
@@ -23,37 +23,73 @@ def _float_leaves_scaled(schedule, factor):
   return jax.tree.map(f, schedule)
 
 
-def _close(got, want):
-  return np.allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)  # assert_allclose's
+def test_schedules_of_different_classes_have_different_tree_structures():
+  """``jax.jit`` caches a program by the tree structure of its arguments, so two schedule
+  classes with the same leaves (``step_decay`` and ``inverse_sqrt``: a float, an int, a float)
+  must not share one: with ``jax.tree_util.register_dataclass`` in jax 0.10.2 they compared
+  equal, and a jitted call now and then ran another class's program (tests/README.md)."""
+  from stateful_cases import CASES as STATEFUL_CASES
+  params = {"w": jnp.zeros(3)}
+  objects = ([c.build() for c in CASES]
+             + [c.schedule(None) for c in STATEFUL_CASES if c.schedule is not None]
+             + [c.lrjax_state(c.build(None).init(params)) for c in STATEFUL_CASES])
+  structures = {}
+  for obj in objects:
+    structures.setdefault(type(obj), jax.tree.structure(obj))
+  assert len(structures) >= 25, len(structures)  # 29 classes on 2026-12-06
+  items = list(structures.items())
+  for i, (cls_a, tree_a) in enumerate(items):
+    for cls_b, tree_b in items[i + 1:]:
+      assert tree_a != tree_b, (cls_a.__name__, cls_b.__name__)
+  step, inv = lrjax.step_decay(0.5, 10, 40.0), lrjax.inverse_sqrt(0.5, 10, timescale=40.0)
+  assert [np.asarray(x).dtype for x in jax.tree.leaves(step)] == [
+      np.asarray(x).dtype for x in jax.tree.leaves(inv)]
+  assert jax.tree.structure(step) != jax.tree.structure(inv)
+  rebuilt = jax.tree.unflatten(jax.tree.structure(inv), jax.tree.leaves(inv))
+  assert type(rebuilt) is type(inv) and repr(rebuilt) == repr(inv)
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(inv)[0]]
+  assert paths == [".peak_value", ".warmup_steps", ".timescale"]  # as register_dataclass keys
 
 
-def _approx(got, want):  # pytest.approx's rule, for one step
-  return abs(float(got) - float(want)) <= max(1e-5 * abs(float(want)), 1e-6)
+def test_one_jitted_function_runs_each_schedule_class_by_its_own_program():
+  """The symptom behind the structure test above, through ``jax.jit``'s own cache: 48 schedule
+  classes made by ``schedule_class`` with one float leaf each, each scaling it by its own
+  factor, all passed to one jitted function. With ``register_dataclass``'s nodes 4-12 of 60
+  such calls returned another class's value (5 runs on 2026-12-06)."""
+  from lrjax.schedules._base import Schedule, schedule_class
+  value_of = jax.jit(lambda schedule: schedule(0.0))
+  wrong = []
+  for i in range(48):
+    cls = schedule_class(f"_test_factor_{i}")(type(f"Factor{i}", (Schedule,), {
+        "__annotations__": {"x": float}, "_value": lambda self, t, k=float(i): self.x * k}))
+    got = float(value_of(cls(1.0)))
+    if got != i:
+      wrong.append((i, got))
+  assert not wrong, wrong
 
 
-def _assert_close(jitted, eager, inputs, close=_close):
-  """``jitted()`` equals ``eager()`` to float32 rounding (the jitted call made first, its
-  result read before the eager one runs). On a miss the message also says what the same jitted
-  call gives again and the inputs, so a failure seen once in many runs (tests/README.md) tells
-  a wrong program (the same values again) from a transient one."""
-  got = np.asarray(jitted())
-  want = np.asarray(eager())
-  if not close(got, want):
-    again = np.asarray(jitted())
-    verdict = ("the same values" if np.array_equal(again, got, equal_nan=True) else
-               "the right values" if close(again, want) else "other wrong values")
-    raise AssertionError(f"jit gives {np.ravel(got)[:12]}, eager {np.ravel(want)[:12]}; the "
-                         f"same call again gives {verdict}: {np.ravel(again)[:12]}\n"
-                         f"inputs: {inputs}")
+def test_the_jit_check_says_what_a_second_call_gives():
+  """The check behind the jit-against-eager tests fails on a wrong value or shape, and says
+  whether the same call gives the same wrong values again or the right ones."""
+  assert_jit_close(lambda: np.ones(3), lambda: np.ones(3) + 1e-7, "inputs")
+  calls = iter([np.zeros(3), np.ones(3)])
+  with pytest.raises(AssertionError, match="again gives the right values.*\ninputs: x"):
+    assert_jit_close(lambda: next(calls), lambda: np.ones(3), "x")
+  with pytest.raises(AssertionError, match="again gives the same values"):
+    assert_jit_close(lambda: np.zeros(3), lambda: np.ones(3), "x")
+  with pytest.raises(AssertionError, match=r"shape \(1, 3\)"):
+    assert_jit_close(lambda: np.ones((1, 3)), lambda: np.ones(3), "x")
+  with pytest.raises(AssertionError):
+    assert_jit_close(lambda: 1.0, lambda: 1.001, "x", close=approx_rule)
 
 
 @CASE_PARAMS
 def test_jit_equals_eager(case):
   s = case.build()
   t = steps_for(case)
-  _assert_close(lambda: at(s, t), lambda: s(t), (s, "steps", t[:12]))
+  assert_jit_close(lambda: at(s, t), lambda: s(t), (s, "steps", t[:12]))
   for x in (0, 3, case.horizon):
-    _assert_close(lambda: at(s, x), lambda: s(x), (s, "step", x), close=_approx)
+    assert_jit_close(lambda: at(s, x), lambda: s(x), (s, "step", x), close=approx_rule)
 
 
 @CASE_PARAMS
@@ -80,7 +116,7 @@ def test_vmap_over_a_stack_of_schedules(case):
   variants = [_float_leaves_scaled(case.build(), f) for f in (0.5, 1.0, 2.0, 3.0)]
   stacked = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *variants)
   t = jnp.asarray(steps_for(case), jnp.float32)
-  _assert_close(lambda: _at_each(stacked, t),
+  assert_jit_close(lambda: _at_each(stacked, t),
                 lambda: np.stack([np.asarray(v(t)) for v in variants]), (stacked, "steps", t[:12]))
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import lrjax
 import reference as ref
-from cases import CASE_IDS, CASES, at, steps_for
+from cases import CASE_IDS, CASES, allclose_rule, assert_jit_close, at, steps_for
 
 
 def _expected(case, steps):
@@ -18,9 +18,9 @@ def _expected(case, steps):
 def test_matches_reference(case):
   schedule = case.build()
   steps = steps_for(case)
-  got = np.asarray(at(schedule, steps.astype(np.float32)))
-  want = _expected(case, steps)
-  np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6 * np.max(np.abs(want)))
+  assert_jit_close(lambda: at(schedule, steps.astype(np.float32)),
+                   lambda: _expected(case, steps), (schedule, "steps", steps[:12]),
+                   close=allclose_rule(rtol=2e-5, atol=lambda want: 2e-6 * np.max(np.abs(want))))
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)

@@ -120,10 +120,39 @@ def schedule_class(name: str, kw_only: bool = False) -> Callable[[type[_T]], typ
   def wrap(cls: type[_T]) -> type[_T]:
     cls = dataclasses.dataclass(frozen=True, eq=False, repr=False, kw_only=kw_only)(cls)
     cls.name = name  # type: ignore[attr-defined]  # every schedule class has a name
-    jax.tree_util.register_dataclass(cls)
+    _register_pytree(cls)
     return cls
 
   return wrap
+
+
+def _register_pytree(cls: type) -> None:
+  """Registers the frozen dataclass ``cls`` as a pytree node: its ``static()`` fields the
+  node's metadata, the others its children (keyed by attribute, as
+  ``jax.tree_util.register_dataclass`` keys them).
+
+  Not through ``register_dataclass``: in jax 0.10.2 two dataclass nodes of different classes
+  with the same number of children and equal metadata have equal tree structures (while their
+  hashes differ), so ``jax.jit``'s cache could run a program traced for one schedule class on
+  another's leaves (``step_decay``'s for ``inverse_sqrt``'s: both one float, one int, one
+  float), once in a while, when their signatures met in the cache. A custom node's structure
+  includes its class (``tests/test_common.py`` checks every pair of classes).
+  """
+  fields = dataclasses.fields(cls)
+  data = tuple(f.name for f in fields if not f.metadata.get("static"))
+  meta = tuple(f.name for f in fields if f.metadata.get("static"))
+  keys = tuple(jax.tree_util.GetAttrKey(n) for n in data)
+
+  def flatten(obj):
+    return [getattr(obj, n) for n in data], tuple(getattr(obj, n) for n in meta)
+
+  def flatten_with_keys(obj):
+    return list(zip(keys, [getattr(obj, n) for n in data])), tuple(getattr(obj, n) for n in meta)
+
+  def unflatten(aux, children):
+    return cls(**dict(zip(data, children)), **dict(zip(meta, aux)))
+
+  jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
 
 
 def public(fn: Optional[Callable[..., Any]] = None, *,
