@@ -154,11 +154,11 @@ def pytest_configure(config):
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-# What a failing test compiled and what it loaded from the persistent cache, in its report:
-# a test has failed alone now and then (twice in 26 full runs on 2026-12-06: test_common.py's
-# inverse_sqrt_timescale cases, a jitted value that is another input's; tests/README.md), and
-# whether its program came from the cache is the first thing to know. Counted from JAX's
-# monitoring events (no logging on the hot path).
+# What a failing test compiled and what it loaded from the persistent cache, and the tests its
+# process ran just before it, in its report: where a wrong program came from is the first thing
+# to know about a failure seen once in many runs (it found the one of 2026-12-06: a program
+# from jax.jit's in-memory cache, traced for another schedule class; tests/README.md). Counted
+# from JAX's monitoring events (no logging on the hot path).
 _COMPILE_EVENTS = {"/jax/compilation_cache/cache_hits": "persistent-cache hits",
                    "/jax/compilation_cache/cache_misses": "persistent-cache misses"}
 _compile_counts: dict = {}
