@@ -243,7 +243,8 @@ def _cmd_meta_train(args) -> int:
   if not args.out.endswith(".npz"):
     raise CLIError(f"--out must name an .npz file, got {args.out!r}")
   checkpoint = args.checkpoint or args.out + ".checkpoint.npz"
-  structures = tuple(name.strip() for name in args.structures.split(",") if name.strip())
+  structures = (tuple(meta.FAMILY) if args.structures is None else
+                tuple(name.strip() for name in args.structures.split(",") if name.strip()))
   unknown = [name for name in structures if name not in meta.STRUCTURES]
   if not structures or unknown or len(set(structures)) != len(structures):
     raise CLIError(f"--structures must name distinct structures among "
@@ -367,9 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                   help="in a draw whose horizon is given, the network decides every "
                   "horizon // DECISIONS updates, as learned_controller(every=None) does with "
                   "300 (default: at every update, as the shipped weights were trained)")
-  mt.add_argument("--structures", default="quadratic,linear,logistic,mlp1,mlp2,conv,memorise",
-                  help="comma-separated structures of the synthetic family (the shipped "
-                  "weights'; also: deep)")
+  mt.add_argument("--structures", default=None,
+                  help="comma-separated structures of the synthetic family, among "
+                  "lrjax.meta.STRUCTURES (None: lrjax.meta.FAMILY, the shipped weights')")
   mt.add_argument("--warmup-divisor", type=_positive_int, default=10,
                   help="in a draw whose horizon is given, the warmup lasts horizon // "
                   "WARMUP_DIVISOR updates (the shipped weights': 10; learned_controller's "

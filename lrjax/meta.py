@@ -390,9 +390,9 @@ def run_meta_loss(task: TaskFn, optimizer: str, weights: Any, key: jax.Array,
   (padded to ``trace_length`` >= ``horizon``), for imitation. ``estimate``: the controller
   estimates its base rate (``init_value`` unused). The schedule's shape: a warmup over
   ``horizon // warmup_divisor`` updates of a known horizon (the shipped weights':
-  ``TRAIN_WARMUP_DIVISOR``), then a cosine to 0. ``decisions``: ``None``, the network decides at every
-  update; ``D``, every ``max(1, horizon // D)`` updates when the
-  horizon is given (``learned_controller(every=None)`` with ``D = DECISIONS``).
+  ``TRAIN_WARMUP_DIVISOR``), then a cosine to 0. ``decisions``: ``None``, the network
+  decides at every update; ``D``, every ``max(1, horizon // D)`` updates when the horizon is
+  given (``learned_controller(every=None)`` with ``D = DECISIONS``).
   """
   init_key, data_key = jax.random.split(key)
   params, loss_fn = task(init_key)

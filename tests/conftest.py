@@ -1,3 +1,4 @@
+import collections
 import contextlib
 import os
 import shutil
@@ -172,14 +173,14 @@ def _count_compile_event(event, **kwargs):
 jax.monitoring.register_event_listener(_count_compile_event)
 
 
-_recent_tests: list = []  # this process's last tests, for a failing test's report
+_recent_tests: collections.deque = collections.deque(maxlen=8)  # for a failing test's report
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
   item._lrjax_compile_counts = dict(_compile_counts)
   item._lrjax_recent_tests = list(_recent_tests)
-  _recent_tests[:] = (_recent_tests + [item.nodeid])[-8:]
+  _recent_tests.append(item.nodeid)
 
 
 @pytest.hookimpl(hookwrapper=True)

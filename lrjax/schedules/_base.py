@@ -136,7 +136,7 @@ def _register_pytree(cls: type) -> None:
   hashes differ), so ``jax.jit``'s cache could run a program traced for one schedule class on
   another's leaves (``step_decay``'s for ``inverse_sqrt``'s: both one float, one int, one
   float), once in a while, when their signatures met in the cache. A custom node's structure
-  includes its class (``tests/test_common.py`` checks every pair of classes).
+  includes its class (``tests/test_common.py`` checks it across the suite's classes).
   """
   fields = dataclasses.fields(cls)
   data = tuple(f.name for f in fields if not f.metadata.get("static"))
@@ -147,7 +147,8 @@ def _register_pytree(cls: type) -> None:
     return [getattr(obj, n) for n in data], tuple(getattr(obj, n) for n in meta)
 
   def flatten_with_keys(obj):
-    return list(zip(keys, [getattr(obj, n) for n in data])), tuple(getattr(obj, n) for n in meta)
+    children, aux = flatten(obj)
+    return list(zip(keys, children)), aux
 
   def unflatten(aux, children):
     return cls(**dict(zip(data, children)), **dict(zip(meta, aux)))
