@@ -26,7 +26,8 @@ Variants (no rate to choose in any of them):
   ``, every auto``: ``learned_controller``'s default, every ``total_steps // 300`` updates.
 - ``, coef C``: Prodigy's ``d_coef`` (``learned_controller(d_coef=C)``); ``, eps E``: the inner
   AdamW's ``eps`` (1e-8 by default); ``, warmup F``: a warmup over the fraction F of the horizon
-  (the default's is 0.1).
+  (the default's is 0.1); ``, guard off``: no spike guard (nor its ceiling); ``, gfactor K``
+  and ``, gcut C``: the guard's ``guard_factor`` and ``guard_cut``.
 
 Usage:
   python benchmarks/controller_dev.py [--structures quadratic,...] [--horizons 300,1000]
@@ -89,7 +90,9 @@ def variant(name: str, steps: int, weights: dict):
   w = int(float(given["warmup"]) * total) if "warmup" in given and total else None
   return lambda _: lrjax.learned_controller(inner, total_steps=total, weights=weights[base],
                                             every=k, d_coef=float(given.get("coef", 1.0)),
-                                            warmup_steps=w)
+                                            warmup_steps=w, guard="guard off" not in options,
+                                            guard_factor=float(given.get("gfactor", 4.0)),
+                                            guard_cut=float(given.get("gcut", 0.1)))
 
 
 def main():
