@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
       description="Meta-train lrjax.learned_controller: antithetic evolution strategies on a "
       "synthetic task family, from a zero output layer (the controller's rule alone; "
       "--lbfgs-steps N first fits an imitation of a hand-made rule instead). The defaults "
-      "reproduce the shipped weights (lrjax/weights/learned_controller.npz) on a CPU. "
+      "are the shipped weights' recipe; the file itself was reproduced byte for byte at the "
+      "commit that trained it, on that machine (docs/learned_controller.md). "
       "Resumes from its checkpoint when one exists.")
   mt.add_argument("--out", default="learned_controller.npz", help="the weights file to write")
   mt.add_argument("--iterations", type=_positive_int, default=1500, help="ES iterations")

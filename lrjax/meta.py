@@ -72,7 +72,7 @@ MIN_HORIZON, MAX_HORIZON = 100, 2000
 HORIZONS = (MIN_HORIZON, MAX_HORIZON)
 #: The warmup of a draw whose horizon is given: ``horizon // TRAIN_WARMUP_DIVISOR`` updates, the
 #: shape the shipped weights were trained under (``learned_controller``'s default is now
-#: ``_learned.WARMUP_DIVISOR``; this stays so ``lrjax meta-train`` reproduces the shipped file).
+#: ``_learned.WARMUP_DIVISOR``; this stays the shipped weights' recipe).
 TRAIN_WARMUP_DIVISOR = 10
 #: The rate the starting rates spread around (±``LR_SPREAD`` decades), per base optimizer.
 SENSIBLE_LR = {"adamw": 3e-3, "sgdm": 3e-2}

@@ -561,7 +561,7 @@ def test_memorise_draws_share_one_structure_and_reward_the_right_rate():
 
 def test_deep_is_outside_the_shipped_family_and_rewards_the_right_rate():
   """``deep`` (written after the shipped weights) is among ``STRUCTURES`` but not ``FAMILY``,
-  so the default ``lrjax meta-train`` still reproduces the shipped file; its draws share one
+  so the default ``lrjax meta-train`` keeps the shipped weights' recipe; its draws share one
   program, its labels are two balanced classes, and Adam at a well-chosen rate drives its
   training loss far below its start and below a tenth of that rate's (a deep network that
   memorises a small, nearly separable set)."""
