@@ -88,11 +88,13 @@ def variant(name: str, steps: int, weights: dict):
   inner = ((lambda lr: optax.adamw(lr, weight_decay=1e-4, eps=float(given["eps"])))
            if "eps" in given else adamw)
   w = int(float(given["warmup"]) * total) if "warmup" in given and total else None
+  # Only the guard settings a variant names; the others keep learned_controller's defaults.
+  guard = {arg: float(given[key]) for key, arg in (("gfactor", "guard_factor"),
+                                                   ("gcut", "guard_cut")) if key in given}
   return lambda _: lrjax.learned_controller(inner, total_steps=total, weights=weights[base],
                                             every=k, d_coef=float(given.get("coef", 1.0)),
                                             warmup_steps=w, guard="guard off" not in options,
-                                            guard_factor=float(given.get("gfactor", 4.0)),
-                                            guard_cut=float(given.get("gcut", 0.1)))
+                                            **guard)
 
 
 def main():
