@@ -107,6 +107,8 @@ def main():
   parser.add_argument("--variants", default=None,
                       help="the variants to run, separated by ';' (their names hold "
                       "commas); default: all")
+  parser.add_argument("--per-seed", action="store_true",
+                      help="also print every cell's ratios, instance by instance")
   args = parser.parse_args()
   zero = {k: np.zeros_like(v) for k, v in meta.load_weights().items()}
   weights = {"rule": zero, "shipped": None}
@@ -121,6 +123,7 @@ def main():
   print(f"# jax {jax.__version__}, optax {optax.__version__}, {jax.default_backend()}, "
         f"{platform.machine()}; {args.seeds} instances a structure (seeds {FIRST_SEED}...)")
   ratios = {n: [] for n in names}
+  per_seed: list[str] = []
   start = time.perf_counter()
   for steps in [int(h) for h in args.horizons.split(",")]:
     print(f"\n## horizon {steps}\n| structure | tuned peak | " + " | ".join(names) + " |")
@@ -139,6 +142,13 @@ def main():
         ratios[name].extend(r.tolist())
         cells.append(f"{geometric_mean(r):.2f} (worst {np.max(r):.2f})")
       print(f"| {structure} | {PEAKS[best]:.3g} | " + " | ".join(cells) + " |", flush=True)
+      if args.per_seed:
+        per_seed.extend(f"- {steps} updates, {structure}, {name}: "
+                        + ", ".join(f"{x:.3g}" for x in ratios[name][-len(seeds):])
+                        for name in names)
+    if per_seed:
+      print("\nInstance by instance (seeds in order):\n" + "\n".join(per_seed))
+      per_seed.clear()
   print(f"\n## Summary over every instance ({time.perf_counter() - start:.0f} s)")
   print("| variant | within 1.10× | median | geometric mean | worst |\n|---|---:|---:|---:|---:|")
   for name in names:

@@ -128,6 +128,25 @@ def test_first_decision_reads_the_documented_inputs():
   np.testing.assert_allclose(x["progress"], 0.1, rtol=1e-6)
 
 
+def test_the_step_it_reads_is_the_parameters_change():
+  """The update-ratio input reads the step the parameters made, from its sample of them at
+  the previous update: a transform chained after the controller (here a factor of 2) is
+  part of it."""
+  params = jnp.asarray([3.0, 4.0])
+  tx = optax.chain(lrjax.learned_controller(optax.sgd, init_value=0.1,
+                                            weights=_random_weights(), total_steps=10),
+                   optax.scale(2.0))
+  state = tx.init(params)
+  updates, state = tx.update(2 * params, state, params, value=jnp.sum(params ** 2))
+  a = float(state[0].lr)
+  params = optax.apply_updates(params, updates)  # (3, 4)(1 - 4a): twice the controller's step
+  np.testing.assert_allclose(np.asarray(params), [3 * (1 - 4 * a), 4 * (1 - 4 * a)], rtol=1e-6)
+  _, state = tx.update(2 * params, state, params, value=jnp.sum(params ** 2))
+  x = dict(zip(L.FEATURES, np.asarray(state[0].inputs)))
+  np.testing.assert_allclose(x["update_ratio"], np.log10(20 * a / (5 * (1 - 4 * a))) + 3,
+                             rtol=1e-5)
+
+
 def test_the_sample_is_exact_for_small_trees_and_close_for_large_ones():
   """sample(x) . sample(y) = x . y up to SAMPLE_SIZE elements; a few % off beyond."""
   rng = np.random.default_rng(0)

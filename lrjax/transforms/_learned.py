@@ -1,15 +1,15 @@
 """The learned learning-rate controller: a small GRU reads the training signal and sets the rate.
 
-The network, its inputs and its weights file live here; ``lrjax.meta`` trains
-the weights. The gradient and parameter statistics the inputs need are all
-scale-free ratios, so they are read from a fixed sample of at most about
-``SAMPLE_SIZE`` coordinates (``lrjax._sampling.sample``; every coordinate when the
-model is that small): the state is scalars and two such samples (four when it estimates its base
-rate), and an update reads the sample, not the model, so the controller costs a few dozen
-scalar operations per update at any model size. (An earlier version read the whole
-gradient and kept a copy of it; a ``lax.cond`` around that work does not
-help: XLA copies a buffer updated in place that a conditional reads, on every
-update.)
+The network, its inputs and its weights file live here; ``lrjax.meta`` trains the weights. The
+gradient and parameter statistics the inputs need are all scale-free ratios, so they are read
+from a fixed sample of at most about ``SAMPLE_SIZE`` coordinates (``lrjax._sampling.sample``;
+every coordinate when the model is that small). The state is scalars (stored packed,
+``lrjax._packed``) and two such samples, of the previous gradient and parameters (also the
+estimate's weighted gradient sum and the start's sample when it estimates its base rate). An
+update reads the sample, not the model, so the controller costs a few dozen scalar operations
+per update at any model size. (An earlier version read the whole gradient and kept a copy of it; a
+``lax.cond`` around that work does not help: XLA copies a buffer updated in place that a
+conditional reads, on every update.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from lrjax import _validation as v
-from lrjax import _guard
+from lrjax import _guard, _packed
 from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import (as_float, choose_bits, counter, device_mean, increment_if,
                              read_value, scale_tree)
@@ -63,8 +63,36 @@ ADAM_BETAS = (0.9, 0.999)
 SHIPPED = "learned_controller.npz"
 
 
-class LearnedControllerState(NamedTuple):
-  """State of ``learned_controller`` (scalars, the GRU's memory, two samples, ``inner_state``).
+class LearnedControllerFields(NamedTuple):
+  """The named fields of a :class:`LearnedControllerState` (its logical layout)."""
+
+  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
+  lr: jax.Array  # shape=(), dtype=float32.
+  num_nonfinite: jax.Array  # shape=(), dtype=int32.
+  inner_state: Any
+  guard: GuardState
+  hidden: jax.Array  # shape=(hidden_size,), dtype=float32.
+  loss_levels: jax.Array  # shape=(3,), dtype=float32.
+  best_level: jax.Array  # shape=(), dtype=float32.
+  grad_sq: jax.Array  # shape=(), dtype=float32.
+  prev_grad_sq: jax.Array  # shape=(), dtype=float32.
+  cosine_avg: jax.Array  # shape=(), dtype=float32.
+  noise: jax.Array  # shape=(), dtype=float32.
+  stats_count: jax.Array  # shape=(), dtype=int32.
+  inputs: jax.Array  # shape=(NUM_FEATURES,), dtype=float32: the network's last inputs.
+  grad_sample: jax.Array  # shape=(about SAMPLE_SIZE,), dtype=float32.
+  param_sample: jax.Array  # like grad_sample.
+  rate: jax.Array  # shape=(), dtype=float32.
+  estimate: jax.Array  # shape=(), dtype=float32.
+  numerator: jax.Array  # shape=(), dtype=float32.
+  grad_sum: jax.Array  # like grad_sample, or shape (0,) with init_value.
+  param0: jax.Array  # like grad_sample, or shape (0,) with init_value.
+
+
+@_packed.register
+class LearnedControllerState(_packed.PackedState):
+  """State of ``learned_controller``: its scalars stored packed (``lrjax._packed``), the GRU's
+  memory, the samples and ``inner_state``.
 
   Attributes:
     count: updates so far (saturating).
@@ -84,39 +112,21 @@ class LearnedControllerState(NamedTuple):
     noise: the smoothed :math:`\\|g_t - g_{t-1}\\|^2 / (\\|g_t\\|^2 + \\|g_{t-1}\\|^2)`.
     stats_count: finite updates since the statistics last (re)started (saturating).
     inputs: the network's inputs at the last decision (``FEATURES``), for logging.
-    grad_sample: ``sample`` of the previous finite gradient.
-    param_sample: ``sample`` of the parameters at that update.
+    grad_sample: ``sample`` of the previous gradient (not read when it was not finite).
+    param_sample: ``sample`` of the parameters at that update (the next update's step is
+      read against it).
     rate: the rate :math:`\\alpha` the network decides on: the base :math:`b` (``estimate``)
       times the network's multiplier; ``lr`` is it times the schedule's shape.
     estimate: the base :math:`b`: ``init_value`` when given, else the running estimate
       :math:`\\hat d` (Prodigy's :math:`d`; starts at ``ESTIMATE_INIT``, never falls).
-    estimate_weight: the weight of the last update in the estimate's sums (0: not counted).
-    numerator: the estimate's weighted sum of :math:`\\langle g_k, x_0 - x_k \\rangle`.
-    grad_sum: ``sample`` of the estimate's weighted sum of gradients (empty with ``init_value``).
+    numerator: the estimate's weighted sum of :math:`\\langle g_k, x_0 - x_k \\rangle`
+      over the updates so far (the previous one included; device-averaged terms).
+    grad_sum: ``sample`` of the estimate's weighted sum of gradients over the updates so far
+      (empty with ``init_value``).
     param0: ``sample`` of the initial parameters (empty with ``init_value``).
   """
-  count: jax.Array  # type: ignore[assignment]  # shape=(), dtype=int32 (shadows tuple.count)
-  lr: jax.Array  # shape=(), dtype=float32.
-  num_nonfinite: jax.Array  # shape=(), dtype=int32.
-  inner_state: Any
-  guard: GuardState
-  hidden: jax.Array  # shape=(hidden_size,), dtype=float32.
-  loss_levels: jax.Array  # shape=(3,), dtype=float32.
-  best_level: jax.Array  # shape=(), dtype=float32.
-  grad_sq: jax.Array  # shape=(), dtype=float32.
-  prev_grad_sq: jax.Array  # shape=(), dtype=float32.
-  cosine_avg: jax.Array  # shape=(), dtype=float32.
-  noise: jax.Array  # shape=(), dtype=float32.
-  stats_count: jax.Array  # shape=(), dtype=int32.
-  inputs: jax.Array  # shape=(NUM_FEATURES,), dtype=float32: the network's last inputs.
-  grad_sample: jax.Array  # shape=(about SAMPLE_SIZE,), dtype=float32.
-  param_sample: jax.Array  # like grad_sample.
-  rate: jax.Array  # shape=(), dtype=float32.
-  estimate: jax.Array  # shape=(), dtype=float32.
-  estimate_weight: jax.Array  # shape=(), dtype=float32.
-  numerator: jax.Array  # shape=(), dtype=float32.
-  grad_sum: jax.Array  # like grad_sample, or shape (0,) with init_value.
-  param0: jax.Array  # like grad_sample, or shape (0,) with init_value.
+  _logical = LearnedControllerFields
+  __slots__ = ()
 
   def log_scalars(self) -> tuple[str, dict[str, Any]]:
     """What ``lrjax.log_values`` logs of this state: a label and its scalars."""
@@ -187,7 +197,7 @@ def _safe_log(x):
   return jnp.log(jnp.maximum(x, 1e-30))
 
 
-def features(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
+def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array,
              cosine: jax.Array, step_sq: jax.Array, param_sq: jax.Array, lr: jax.Array,
              estimate: jax.Array, total_steps: Optional[int]) -> jax.Array:
   """The network's inputs (``FEATURES``) after the statistics saw this update.
@@ -319,43 +329,43 @@ def _bias_correction(count: jax.Array) -> jax.Array:
   return jnp.sqrt(1.0 - b2 ** n) / (1.0 - b1 ** n)
 
 
-def _sample_statistics(state: LearnedControllerState, updates: Any, params: Any,
+def _sample_statistics(state: LearnedControllerFields, updates: Any, params: Any,
                        raw_loss: jax.Array, estimating: bool, axis_name: Optional[str]):
   """Every statistic of an update from the samples, in one collective.
 
-  Returns ``(g, p, grad_sum, stats)``: the samples of the gradient and the parameters, the
-  estimate's weighted gradient sum with the previous update's term added (unchanged without
-  the estimate) and the device means of the loss, g·g, θ·θ, g·g_prev, |θ_t − θ_{t−1}|² (the
-  last update's step) and, when estimating, the previous update's term of the estimate (its
-  gradient against its distance from the start) and the L1 norm of the weighted sum.
+  Returns ``(g, p, stats)``: the samples of the gradient and the parameters and the device
+  means of the loss, g·g, θ·θ, g·g_prev, |θ_t − θ_{t−1}|² (the last update's step, as the
+  parameters moved) and, when estimating, this update's term of the estimate (its gradient
+  against its distance from the start, :math:`\\langle g_t, x_0 - x_t \\rangle`) and the
+  L1 norm of the weighted gradient sum so far.
   """
   g, p = sample(updates), sample(params)
   step = p - state.param_sample
-  counted = state.estimate_weight  # 0 for the first update and after a skipped one
-  if estimating:
-    grad_sum = ESTIMATE_DECAY * state.grad_sum + counted * _zeroed_unless(
-        state.grad_sample, counted > 0)
-    extra = [_dot(state.grad_sample, state.param0 - state.param_sample),
-             _dot(jnp.abs(grad_sum), sample_weights(params))]
-  else:
-    grad_sum, extra = state.grad_sum, []
+  extra = ([_dot(g, state.param0 - p), _dot(jnp.abs(state.grad_sum), sample_weights(params))]
+           if estimating else [])
   stats = device_mean(jnp.stack([raw_loss, _dot(g, g), _dot(p, p), _dot(g, state.grad_sample),
                                  _dot(step, step)] + extra), axis_name)
-  return g, p, grad_sum, stats
+  return g, p, stats
 
 
-def _prodigy_estimate(state: LearnedControllerState, stats: jax.Array, d_coef: Any):
-  """Prodigy's estimate, one update behind (as Prodigy applies d before it grows):
-  ``(numerator, estimate)`` from ``_sample_statistics``'s last two statistics."""
-  counted = state.estimate_weight
-  numerator = ESTIMATE_DECAY * state.numerator + jnp.where(counted > 0, counted * stats[5], 0.0)
-  ratio = d_coef * numerator / jnp.where(stats[6] > 0, stats[6], 1.0)
-  estimate = jnp.where((stats[6] > 0) & jnp.isfinite(ratio),
-                       jnp.maximum(state.estimate, ratio), state.estimate)
-  return numerator, estimate
+def _prodigy_estimate(state: LearnedControllerFields, stats: jax.Array, d_coef: Any):
+  """Prodigy's estimate from the sums of the updates before this one (as Prodigy applies d
+  before it grows), ``_sample_statistics``' last statistic the sum's L1 norm."""
+  ratio = d_coef * state.numerator / jnp.where(stats[6] > 0, stats[6], 1.0)
+  return jnp.where((stats[6] > 0) & jnp.isfinite(ratio), jnp.maximum(state.estimate, ratio),
+                   state.estimate)
 
 
-def _running_statistics(state: LearnedControllerState, loss: jax.Array, grad_sq: jax.Array,
+def _estimate_sums(state: LearnedControllerFields, g: jax.Array, term: jax.Array,
+                   weight: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The estimate's sums with this update's term added at ``weight`` (0: not counted, where
+  the term may be NaN): ``(numerator, grad_sum)``, each decayed by ``ESTIMATE_DECAY``."""
+  counted = weight > 0
+  numerator = ESTIMATE_DECAY * state.numerator + jnp.where(counted, weight * term, 0.0)
+  return numerator, ESTIMATE_DECAY * state.grad_sum + weight * _zeroed_unless(g, counted)
+
+
+def _running_statistics(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array,
                         cross: jax.Array):
   """The state's running statistics moved by this update (kept only where it is finite), and
   the cosine of this gradient with the previous one: ``(stepped state, cosine)``."""
@@ -416,8 +426,8 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         noise=jnp.zeros_like(zero), stats_count=counter(),
         inputs=jnp.zeros((NUM_FEATURES,), zero.dtype),
         grad_sample=empty, param_sample=jnp.zeros_like(empty), rate=as_float(base0),
-        estimate=as_float(base0), estimate_weight=jnp.zeros_like(zero),
-        numerator=jnp.zeros_like(zero), grad_sum=jnp.zeros_like(p0), param0=p0)
+        estimate=as_float(base0), numerator=jnp.zeros_like(zero), grad_sum=jnp.zeros_like(p0),
+        param0=p0)
 
   def update_fn(updates, state, params=None, **extra_args):
     owner.require_params(params, "the update-to-parameter ratio reads them")
@@ -426,13 +436,12 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
       raise ValueError("lrjax.learned_controller: update needs the loss: "
                        "tx.update(grads, state, params, value=loss)")
     raw_loss, _ = read_value(value, None, "lrjax.learned_controller")  # averaged below
-    g, p, grad_sum, stats = _sample_statistics(state, updates, params, raw_loss, estimating,
-                                               axis_name)
+    state = state.view()  # each field read once from the packed vectors
+    g, p, stats = _sample_statistics(state, updates, params, raw_loss, estimating, axis_name)
     loss, grad_sq, param_sq, cross, step_sq = (stats[i] for i in range(5))
     ok = jnp.all(jnp.isfinite(stats[:3]))
     guard_state, spike = owner.spike(state.guard, loss, jnp.isfinite(grad_sq), settings, None)
-    numerator, estimate = (_prodigy_estimate(state, stats, d_coef) if estimating
-                           else (state.numerator, state.estimate))
+    estimate = _prodigy_estimate(state, stats, d_coef) if estimating else state.estimate
     # With the estimate, the inner optimizer reads (d / d_0) g, as Prodigy's Adam moments
     # average d g: while d grows, recent gradients weigh more (an Adam-like direction does not
     # depend on the gradient's scale otherwise).
@@ -469,6 +478,14 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     # on its own rate): the first update of a run at a rate far too high can wreck a model
     # for good (a CNN's ReLUs die) before any statistic has seen it.
     factor = shape(state.count, warmup_steps, total_steps, anneal)
+    rate = applied * factor
+    if estimating:  # this update's term, weighted by its applied rate times Adam's bias
+      # correction times d / d_0 (Prodigy's weighting); not counted when not finite
+      numerator, grad_sum = _estimate_sums(
+          state, g, stats[5], jnp.where(ok, rate * _bias_correction(state.count)
+                                        * estimate / ESTIMATE_INIT, 0.0))
+    else:
+      numerator, grad_sum = state.numerator, state.grad_sum
     restart = lambda new, old: jnp.where(ok & ~spike, new, jnp.where(spike, 0, old))  # noqa
     new_state = LearnedControllerState(
         **owner.next_fields(state, lr * factor, ok), inner_state=inner_state, guard=guard_state,
@@ -483,15 +500,10 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         inputs=jnp.where(ok, inputs, state.inputs),
         # Stored as they are (a select would cost more than it saves): prev_grad_sq = 0 marks
         # a non-finite one, which the next update does not read.
-        grad_sample=g, param_sample=p, rate=lr,
-        # This update's weight in the estimate (read at the next update, with g and p): its
-        # applied rate times Adam's bias correction, times d / d_0 (Prodigy's weighting).
-        estimate=estimate,
-        estimate_weight=jnp.where(ok, applied * factor * _bias_correction(state.count)
-                                  * estimate / ESTIMATE_INIT, 0.0) if estimating
-        else state.estimate_weight,
-        numerator=numerator, grad_sum=grad_sum, param0=state.param0)
-    return owner.step(direction, applied * factor), new_state
+        grad_sample=g, param_sample=p,
+        rate=lr, estimate=estimate, numerator=numerator, grad_sum=grad_sum,
+        param0=state.param0)
+    return owner.step(direction, rate), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
