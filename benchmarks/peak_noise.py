@@ -1,0 +1,50 @@
+"""How much a task's own tuned warmup-cosine moves when its peak moves a little: the noise floor
+under ``learned_controller.py``'s per-seed ratios.
+
+Runs AdamW under Optax's warmup-cosine (10% warmup) at the task's tuned peak times 0.8 … 1.25,
+on the same seeds, batches and initialisations as ``learned_controller.py``, and prints each
+peak's final training loss (the last 10% of updates) over the tuned peak's, seed by seed::
+
+    python benchmarks/peak_noise.py --task deep_mlp --peak 0.01 --seeds 6
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+import learned_controller as bench
+
+FACTORS = (0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--task", default="deep_mlp")
+  parser.add_argument("--peak", type=float, default=0.01, help="the tuned peak (its README row)")
+  parser.add_argument("--seeds", type=int, default=6)
+  args = parser.parse_args()
+  if args.peak <= 0 or args.seeds < 1:
+    parser.error("--peak must be > 0 and --seeds >= 1")
+  steps = bench.STEPS.get(args.task)
+  if steps is None:
+    parser.error(f"--task must be one of {', '.join(bench.STEPS)}")
+  task = bench.get_task(args.task)
+  bench.MODE = "map" if args.task in bench.SEQUENTIAL else "vmap"  # as learned_controller.py
+  peaks = [args.peak * f for f in FACTORS]
+  out = bench.runs(task, lambda lr: bench.build("warmup_cosine", lr, steps), peaks,
+                   list(range(args.seeds)), steps)
+  ref = out["final"][FACTORS.index(1.0)]
+  print(f"# {args.task}, {steps} updates, seeds 0..{args.seeds - 1}; tuned peak {args.peak:g}: "
+        f"final training loss per seed {', '.join(f'{x:.3g}' for x in ref)}")
+  print("| peak | per-seed ratio to the tuned peak | geometric mean | worst | within 1.10× |")
+  print("|---|---|---:|---:|---:|")
+  for f, final in zip(FACTORS, out["final"]):
+    r = final / ref
+    print(f"| {f:g} × tuned | {', '.join(f'{x:.2f}' for x in r)} | "
+          f"{np.exp(np.mean(np.log(r))):.2f} | {r.max():.2f} | {np.mean(r <= 1.10):.0%} |")
+
+
+if __name__ == "__main__":
+  main()
