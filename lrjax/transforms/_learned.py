@@ -478,11 +478,11 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     # on its own rate): the first update of a run at a rate far too high can wreck a model
     # for good (a CNN's ReLUs die) before any statistic has seen it.
     factor = shape(state.count, warmup_steps, total_steps, anneal)
-    rate = applied * factor
+    applied_rate = applied * factor
     if estimating:  # this update's term, weighted by its applied rate times Adam's bias
       # correction times d / d_0 (Prodigy's weighting); not counted when not finite
       numerator, grad_sum = _estimate_sums(
-          state, g, stats[5], jnp.where(ok, rate * _bias_correction(state.count)
+          state, g, stats[5], jnp.where(ok, applied_rate * _bias_correction(state.count)
                                         * estimate / ESTIMATE_INIT, 0.0))
     else:
       numerator, grad_sum = state.numerator, state.grad_sum
@@ -503,7 +503,7 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         grad_sample=g, param_sample=p,
         rate=lr, estimate=estimate, numerator=numerator, grad_sum=grad_sum,
         param0=state.param0)
-    return owner.step(direction, rate), new_state
+    return owner.step(direction, applied_rate), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
