@@ -1,4 +1,5 @@
-import sys, time
+"""ES from the shipped weights, one draw an iteration (benchmarks/README.md, item 22)."""
+import sys
 from lrjax import meta
 seed = int(sys.argv[1]); lr = float(sys.argv[2]); iters = int(sys.argv[3]); out = sys.argv[4]
 structures = tuple(meta.FAMILY) + ("deep",)
