@@ -16,7 +16,6 @@ is better without it".
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax.numpy as jnp
@@ -29,18 +28,7 @@ from lrjax.transforms._learned import FEATURES
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--task", default="deep_mlp")
-  parser.add_argument("--peak", type=float, default=0.01, help="the tuned peak (its README row)")
-  parser.add_argument("--seeds", type=int, default=24)
-  args = parser.parse_args()
-  if args.peak <= 0 or args.seeds < 1:
-    parser.error("--peak must be > 0 and --seeds >= 1")
-  steps = bench.STEPS.get(args.task)
-  if steps is None:
-    parser.error(f"--task must be one of {', '.join(bench.STEPS)}")
-  task = bench.get_task(args.task)
-  bench.MODE = "map" if args.task in bench.SEQUENTIAL else "vmap"  # as learned_controller.py
+  args, task, steps = bench.one_task_args(__doc__, seeds=24)
   seeds = list(range(args.seeds))
   start = time.perf_counter()
 

@@ -236,6 +236,25 @@ def tune(task, steps, seeds):
       return best, results[best], {p: means[p] for p in grid}
 
 
+def one_task_args(doc: str, seeds: int):
+  """``--task``, ``--peak`` (its tuned peak) and ``--seeds`` of a script that studies one task
+  at its tuned peak (``peak_noise.py``, ``feature_ablation.py``), checked: ``(args, task,
+  steps)``, with ``MODE`` set as this benchmark runs that task."""
+  global MODE
+  parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+  parser.add_argument("--task", default="deep_mlp")
+  parser.add_argument("--peak", type=float, default=0.01, help="the tuned peak (its README row)")
+  parser.add_argument("--seeds", type=int, default=seeds)
+  args = parser.parse_args()
+  if args.peak <= 0 or args.seeds < 1:
+    parser.error("--peak must be > 0 and --seeds >= 1")
+  steps = STEPS.get(args.task)
+  if steps is None:
+    parser.error(f"--task must be one of {', '.join(STEPS)}")
+  MODE = "map" if args.task in SEQUENTIAL else "vmap"
+  return args, get_task(args.task), steps
+
+
 def main():
   global MODE
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -10,8 +10,6 @@ peak's final training loss (the last 10% of updates) over the tuned peak's, seed
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 import learned_controller as bench
@@ -20,18 +18,7 @@ FACTORS = (0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25)
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--task", default="deep_mlp")
-  parser.add_argument("--peak", type=float, default=0.01, help="the tuned peak (its README row)")
-  parser.add_argument("--seeds", type=int, default=6)
-  args = parser.parse_args()
-  if args.peak <= 0 or args.seeds < 1:
-    parser.error("--peak must be > 0 and --seeds >= 1")
-  steps = bench.STEPS.get(args.task)
-  if steps is None:
-    parser.error(f"--task must be one of {', '.join(bench.STEPS)}")
-  task = bench.get_task(args.task)
-  bench.MODE = "map" if args.task in bench.SEQUENTIAL else "vmap"  # as learned_controller.py
+  args, task, steps = bench.one_task_args(__doc__, seeds=6)
   peaks = [args.peak * f for f in FACTORS]
   out = bench.runs(task, lambda lr: bench.build("warmup_cosine", lr, steps), peaks,
                    list(range(args.seeds)), steps)
