@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import optax
 
 import lrjax
-from lrjax.bench.hlo import per_step_cost
+from lrjax.bench.hlo import per_step_cost, training_step
 
 LR = 1e-3
 
@@ -83,18 +83,9 @@ def _loss(params):
 
 
 def _step(tx):
-  """One training update as the timed scan runs it (the gradient depends on the loss)."""
-  def step(params, opt_state):
-    loss, grads = jax.value_and_grad(_loss)(params)
-    # The gradient depends on the loss, as in a network (the backward pass starts from
-    # the forward pass's result). Without it, the toy loss's gradient needs no forward
-    # pass, and XLA copies the parameters on every update of a variant whose update does
-    # not read the loss (its forward pass and its in-place update are unordered), and
-    # not of one that does: a 35% difference that is no cost of the variant.
-    grads = jax.tree.map(lambda g: g * (1.0 + 0.0 * loss), grads)
-    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    return optax.apply_updates(params, updates), opt_state, loss
-  return step
+  """One training update as the timed scan runs it (the gradient depends on the loss:
+  ``lrjax.bench.hlo.training_step``)."""
+  return training_step(tx, _loss)
 
 
 def step_cost(tx, params):

@@ -13,7 +13,7 @@ import pytest
 
 import lrjax
 from lrjax import _packed
-from lrjax.bench.hlo import per_step_cost
+from lrjax.bench.hlo import per_step_cost, training_step
 from lrjax.stateful._window import slope_p_value
 from multiprocess_worker import cases as every_stateful_object
 
@@ -52,13 +52,7 @@ def _donated_cost(tx, n=256):
   """A training step on donated buffers (as a scan or a donating jit runs it), the gradient
   depending on the loss as in a network; a buffer of n * n elements counts as O(params)."""
   params = {"w": jnp.ones((n, n)), "b": jnp.ones(n)}
-
-  def step(params, state):
-    loss, grads = jax.value_and_grad(lambda p: 0.5 * jnp.sum(p["w"] ** 2) +
-                                     0.5 * jnp.sum(p["b"] ** 2))(params)
-    grads = jax.tree.map(lambda g: g * (1.0 + 0.0 * loss), grads)
-    updates, state = tx.update(grads, state, params, value=loss)
-    return optax.apply_updates(params, updates), state, loss
+  step = training_step(tx, lambda p: 0.5 * jnp.sum(p["w"] ** 2) + 0.5 * jnp.sum(p["b"] ** 2))
   return per_step_cost(step, params, tx.init(params), large=n * n, donate=True)
 
 
