@@ -27,7 +27,8 @@ Variants (no rate to choose in any of them):
 - ``, coef C``: Prodigy's ``d_coef`` (``learned_controller(d_coef=C)``); ``, eps E``: the inner
   AdamW's ``eps`` (1e-8 by default); ``, warmup F``: a warmup over the fraction F of the horizon
   (the default's is 0.1); ``, guard off``: no spike guard (nor its ceiling); ``, gfactor K``
-  and ``, gcut C``: the guard's ``guard_factor`` and ``guard_cut``.
+  and ``, gcut C``: the guard's ``guard_factor`` and ``guard_cut``; ``, mcap M``: the network's
+  rate at most ``M`` times the estimate (``max_multiplier``; ``inf``: no bound).
 
 Usage:
   python benchmarks/controller_dev.py [--structures quadratic,...] [--horizons 300,1000]
@@ -91,10 +92,12 @@ def variant(name: str, steps: int, weights: dict):
   # Only the guard settings a variant names; the others keep learned_controller's defaults.
   guard = {arg: float(given[key]) for key, arg in (("gfactor", "guard_factor"),
                                                    ("gcut", "guard_cut")) if key in given}
+  # "mcap M": the network's rate at most M times the estimate (max_multiplier).
+  cap = {"max_multiplier": float(given["mcap"])} if "mcap" in given else {}
   return lambda _: lrjax.learned_controller(inner, total_steps=total, weights=weights[base],
                                             every=k, d_coef=float(given.get("coef", 1.0)),
                                             warmup_steps=w, guard="guard off" not in options,
-                                            **guard)
+                                            **cap, **guard)
 
 
 def main():

@@ -335,14 +335,24 @@ def test_with_adam_and_the_network_off_it_is_prodigy_under_the_schedule():
   assert float(ours[2].estimate) > 1e3 * L.ESTIMATE_INIT
 
 
-def test_the_estimate_is_start_invariant_and_the_network_scales_it():
+@pytest.mark.parametrize("kwargs,bound", [
+    (dict(max_multiplier=1e9), None),  # no bound
+    (dict(total_steps=1000), None),  # a horizon: no bound by default
+    (dict(), L.NO_HORIZON_MAX_MULTIPLIER),  # no horizon: 1.5 by default
+    (dict(total_steps=1000, max_multiplier=2.5), 2.5),
+])
+def test_the_estimate_is_start_invariant_and_the_network_scales_it(kwargs, bound):
   """Without init_value the run does not depend on a starting rate; a network that always
-  raises multiplies the estimate by exp(0.1) a decision, up to max_value."""
+  raises multiplies the estimate by exp(0.1) a decision, up to max_value and up to
+  ``max_multiplier`` times the estimate."""
   up = {k: jnp.zeros_like(v) for k, v in _random_weights().items()}
   up["b_out"] = jnp.asarray(10.0)  # delta = 0.1 tanh(10)
-  tx = lrjax.learned_controller(optax.adam, weights=up, guard=False, max_value=1.0)
+  tx = lrjax.learned_controller(optax.adam, weights=up, guard=False, max_value=1.0, every=1,
+                                **kwargs)
   _, lrs, state = _quadratic_run(tx, steps=20)
-  multiplier = np.exp(np.arange(1, 21) * 0.1 * np.tanh(10.0))
+  multiplier = np.exp(np.arange(1, 21) * 0.1 * np.tanh(10.0))  # 7.4 at the end
+  if bound is not None:
+    multiplier = np.minimum(multiplier, bound)
   # The rate of update t is the estimate of update t times the multiplier.
   np.testing.assert_allclose(float(state.rate), min(1.0, float(state.estimate) * multiplier[-1]),
                              rtol=1e-5)
@@ -392,6 +402,10 @@ def test_update_needs_the_loss_and_the_params():
     (dict(init_value=0.1, weights=[1, 2]), "weights must be None, a path or a dict"),
     (dict(d_coef=0.0), "d_coef must be > 0"),
     (dict(init_value=0.1, d_coef=2.0), "d_coef scales the estimate, which init_value replaces"),
+    (dict(max_multiplier=0.5), "max_multiplier must be >= 1"),
+    (dict(max_multiplier=float("inf")), "max_multiplier must be finite"),
+    (dict(init_value=0.1, max_multiplier=2.0),
+     "max_multiplier bounds the rate over the estimate, which init_value replaces"),
 ])
 def test_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match="lrjax.learned_controller: " + message):

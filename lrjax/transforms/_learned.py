@@ -56,6 +56,11 @@ DECISIONS = 300
 #: (``lrjax.meta.TRAIN_WARMUP_DIVISOR``); a twentieth measured better with them on the
 #: development set (``benchmarks/README.md``).
 WARMUP_DIVISOR = 20
+#: Without ``total_steps`` (and without ``init_value``), by default the network's rate is at most
+#: this many times the estimate (``max_multiplier``): there it has no anneal to bring a rate it
+#: raised back down, and a run it raises far above the estimate can wreck itself
+#: (``benchmarks/README.md``, item 23).
+NO_HORIZON_MAX_MULTIPLIER = 1.5
 #: The decay of the estimate's sums (Prodigy's ``beta3``: the square root of Adam's beta2).
 ESTIMATE_DECAY = 0.999 ** 0.5
 #: Adam's betas, for the bias correction that weights each update in the estimate (as Prodigy).
@@ -398,8 +403,8 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
                min_value: Any, max_value: Any, total_steps: Optional[int],
                axis_name: Optional[str], settings: GuardSettings, reset_hidden: bool = False,
                policy: Optional[Callable[..., Any]] = None, warmup_steps: Any = 0,
-               anneal: bool = False,
-               d_coef: Any = 1.0) -> optax.GradientTransformationExtraArgs:
+               anneal: bool = False, d_coef: Any = 1.0,
+               max_multiplier: Any = None) -> optax.GradientTransformationExtraArgs:
   """The transform without argument checks (``learned_controller`` checks; meta-training
   builds it with traced weights, starting rate, ``total_steps`` (0 for unknown) and ``every``).
 
@@ -466,6 +471,8 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     else:  # the GRU only at a decision (the statistics are a few scalars: every update)
       at = (optax.safe_increment(state.count) % every) == 0
       hidden, lr, inputs = jax.lax.cond(at, decide, keep, None)
+    if estimating and max_multiplier is not None:  # the network's say above the estimate
+      lr = jnp.minimum(lr, max_multiplier * estimate)
     lr = jnp.clip(lr, min_value, state.guard.ceiling)
     hidden = jnp.where(ok, hidden, state.hidden)
     lr = jnp.where(ok, lr, state.rate)
@@ -518,7 +525,9 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
                        guard_nonfinite: int = 3, guard_skip: bool = True,
                        warmup_steps: Optional[int] = None, anneal: bool = True,
                        reset_hidden: bool = False,
-                       d_coef: float = 1.0) -> optax.GradientTransformationExtraArgs:
+                       d_coef: float = 1.0,
+                       max_multiplier: Optional[float] = None
+                       ) -> optax.GradientTransformationExtraArgs:
   r"""A learned learning-rate controller: a small GRU sets the rate from the training signal.
 
   The update is :math:`\alpha_t\, s_t\, u_t`: :math:`u_t` the inner
@@ -564,8 +573,11 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   .. math::
     (h_{k+1}, \Delta_k) = \mathrm{GRU}_\phi(h_k, x_k), \quad
     |\Delta_k| \le 0.1, \quad
-    \alpha_{k+1} = \mathrm{clip}\left(\alpha_k \frac{b_{k+1}}{b_k} e^{\Delta_k},
-                                      \alpha_{\min}, c_k\right)
+    \alpha_{k+1} = \mathrm{clip}\left(\min\left(\alpha_k \frac{b_{k+1}}{b_k} e^{\Delta_k},
+                                      M b_{k+1}\right), \alpha_{\min}, c_k\right)
+
+  with :math:`M` = ``max_multiplier`` (by default 1.5 without ``total_steps`` and
+  :math:`\infty` with it; only for the estimated base).
 
   The shape sits outside the network, like the guard: the very first updates at
   a rate far too high can wreck a model before any statistic has seen them (a
@@ -618,6 +630,13 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     d_coef: Prodigy's ``d_coef`` :math:`c`, a factor on the estimate (> 0; only
       without ``init_value``). The shipped weights were trained and chosen at 1; 1.5
       and 2 measured worse on the development set (``benchmarks/README.md``).
+    max_multiplier: the network's rate is at most this many times the estimate
+      (>= 1; only without ``init_value``). ``None`` (the default): 1.5
+      (``NO_HORIZON_MAX_MULTIPLIER``) without ``total_steps``, no bound with it. Without
+      a horizon there is no anneal to bring a raised rate back; on the development set
+      the bound raised the share within 1.10x of tuned and cut the worst case there,
+      while with a horizon a bound of 2 cost (``benchmarks/README.md``, item 23). Give a
+      large value (``1e9``) for no bound.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; call
@@ -670,6 +689,14 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
     raise ValueError(f"lrjax.{fn}: without init_value the rate starts at {ESTIMATE_INIT:g}, "
                      f"which must be in [min_value, max_value], got [{min_value}, {max_value}]")
   v.positive(fn, "d_coef", d_coef)
+  if max_multiplier is not None:
+    if init_value is not None:
+      raise ValueError(f"lrjax.{fn}: max_multiplier bounds the rate over the estimate, which "
+                       f"init_value replaces; give one of them, got init_value={init_value}, "
+                       f"max_multiplier={max_multiplier}")
+    v.check(fn, "max_multiplier", max_multiplier, lambda a: a >= 1, ">= 1")
+  elif init_value is None and total_steps is None:
+    max_multiplier = NO_HORIZON_MAX_MULTIPLIER
   if init_value is not None and d_coef != 1.0:
     raise ValueError(f"lrjax.{fn}: d_coef scales the estimate, which init_value replaces; "
                      f"give one of them, got init_value={init_value}, d_coef={d_coef}")
@@ -682,4 +709,5 @@ def learned_controller(optimizer_factory: Callable[..., optax.GradientTransforma
   return controller(owner, load_weights(weights, fn), init_value=init_value, every=every,
                     min_value=min_value, max_value=max_value, total_steps=total_steps,
                     axis_name=axis_name, settings=settings, warmup_steps=int(warmup_steps),
-                    anneal=anneal, reset_hidden=reset_hidden, d_coef=d_coef)
+                    anneal=anneal, reset_hidden=reset_hidden, d_coef=d_coef,
+                    max_multiplier=max_multiplier)
