@@ -29,14 +29,14 @@ from lrjax.transforms._learned import FEATURES
 
 def main() -> None:
   args, task, steps = bench.one_task_args(__doc__, seeds=24)
-  seeds = list(range(args.seeds))
+  seeds = list(range(args.first_seed, args.first_seed + args.seeds))
   start = time.perf_counter()
 
   def run(make_tx):
     return bench.runs(task, lambda lr: make_tx(), [args.peak], seeds, steps)
 
   tuned = run(lambda: bench.build("warmup_cosine", args.peak, steps))["final"][0]
-  print(f"# {args.task}, {steps} updates, seeds 0..{args.seeds - 1}, tuned peak {args.peak:g}")
+  print(f"# {args.task}, {steps} updates, seeds {seeds[0]}..{seeds[-1]}, tuned peak {args.peak:g}")
   print("| variant | per seed (geo. mean) | by the mean | worst seed | median rate at T/2 |")
   print("|---|---:|---:|---:|---:|")
 

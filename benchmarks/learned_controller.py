@@ -236,18 +236,21 @@ def tune(task, steps, seeds):
       return best, results[best], {p: means[p] for p in grid}
 
 
-def one_task_args(doc: str, seeds: int):
-  """``--task``, ``--peak`` (its tuned peak) and ``--seeds`` of a script that studies one task
-  at its tuned peak (``peak_noise.py``, ``feature_ablation.py``), checked: ``(args, task,
-  steps)``, with ``MODE`` set as this benchmark runs that task."""
+def one_task_args(doc: str, seeds: int, first_seed: int = 0):
+  """``--task``, ``--peak`` (its tuned peak), ``--seeds`` and ``--first-seed`` of a script that
+  studies one task at its tuned peak (``peak_noise.py``, ``feature_ablation.py``,
+  ``held_out_seeds.py``), checked: ``(args, task, steps)``, with ``MODE`` set as this
+  benchmark runs that task."""
   global MODE
   parser = argparse.ArgumentParser(description=doc.split("\n")[0])
   parser.add_argument("--task", default="deep_mlp")
   parser.add_argument("--peak", type=float, default=0.01, help="the tuned peak (its README row)")
   parser.add_argument("--seeds", type=int, default=seeds)
+  parser.add_argument("--first-seed", type=int, default=first_seed,
+                      help="the seeds are first-seed ... first-seed + seeds - 1")
   args = parser.parse_args()
-  if args.peak <= 0 or args.seeds < 1:
-    parser.error("--peak must be > 0 and --seeds >= 1")
+  if args.peak <= 0 or args.seeds < 1 or args.first_seed < 0:
+    parser.error("--peak must be > 0, --seeds >= 1 and --first-seed >= 0")
   steps = STEPS.get(args.task)
   if steps is None:
     parser.error(f"--task must be one of {', '.join(STEPS)}")

@@ -20,10 +20,11 @@ FACTORS = (0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25)
 def main() -> None:
   args, task, steps = bench.one_task_args(__doc__, seeds=6)
   peaks = [args.peak * f for f in FACTORS]
-  out = bench.runs(task, lambda lr: bench.build("warmup_cosine", lr, steps), peaks,
-                   list(range(args.seeds)), steps)
+  seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+  out = bench.runs(task, lambda lr: bench.build("warmup_cosine", lr, steps), peaks, seeds,
+                   steps)
   ref = out["final"][FACTORS.index(1.0)]
-  print(f"# {args.task}, {steps} updates, seeds 0..{args.seeds - 1}; tuned peak {args.peak:g}: "
+  print(f"# {args.task}, {steps} updates, seeds {seeds[0]}..{seeds[-1]}; tuned peak {args.peak:g}: "
         f"final training loss per seed {', '.join(f'{x:.3g}' for x in ref)}")
   print("| peak | per-seed ratio to the tuned peak | geometric mean | worst | within 1.10× |")
   print("|---|---|---:|---:|---:|")
