@@ -217,16 +217,19 @@ def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array
   log(``estimate`` / ``state.estimate``): how much the base grew at this update (0 with
   ``init_value``).
   """
-  fast, mid, slow = state.loss_levels[0], state.loss_levels[1], state.loss_levels[2]
+  mid = state.loss_levels[1]
   ratio = jnp.sqrt(step_sq / jnp.maximum(param_sq, 1e-30))
   horizon = as_float(0.0 if total_steps is None else total_steps)
   known = horizon > 0
   progress = jnp.where(known, jnp.minimum(as_float(state.count) / jnp.where(known, horizon, 1.0),
                                           1.0), 0.0)
   has = known.astype(jnp.float32)
+  # Three trends elementwise over one vector of the levels, not scalar by scalar: XLA fuses
+  # them into one kernel, where each was a kernel of its own and a copy into the stack.
+  trends = _symlog_rel(state.loss_levels[jnp.asarray([0, 1, 1])],
+                       jnp.concatenate([state.loss_levels[1:], state.best_level[None]]))
   x = jnp.stack([
-      _symlog_rel(fast, mid), _symlog_rel(mid, slow), _symlog_rel(mid, state.best_level),
-      _symlog_rel(loss, mid),
+      trends[0], trends[1], trends[2], _symlog_rel(loss, mid),
       _safe_log(grad_sq) - _safe_log(state.grad_sq),
       jnp.where((param_sq > 0) & (step_sq >= 0), jnp.log10(jnp.maximum(ratio, 1e-30)) + 3.0,
                 0.0),
