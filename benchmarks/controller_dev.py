@@ -28,7 +28,7 @@ Variants (no rate to choose in any of them):
   AdamW's ``eps`` (1e-8 by default); ``, warmup F``: a warmup over the fraction F of the horizon
   (the default's is 0.1); ``, guard off``: no spike guard (nor its ceiling); ``, gfactor K``
   and ``, gcut C``: the guard's ``guard_factor`` and ``guard_cut``; ``, mcap M``: the network's
-  rate at most ``M`` times the estimate (``max_multiplier``; ``inf``: no bound).
+  rate at most ``M`` times the estimate (``max_multiplier``; ``1e9``: no bound).
 
 Usage:
   python benchmarks/controller_dev.py [--structures quadratic,...] [--horizons 300,1000]

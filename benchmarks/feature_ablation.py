@@ -28,8 +28,7 @@ from lrjax.transforms._learned import FEATURES
 
 
 def main() -> None:
-  args, task, steps = bench.one_task_args(__doc__, seeds=24)
-  seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+  args, task, steps, seeds = bench.one_task_args(__doc__, seeds=24)
   start = time.perf_counter()
 
   def run(make_tx):
@@ -43,7 +42,7 @@ def main() -> None:
   def report(name, weights):
     out = run(lambda: lrjax.learned_controller(bench.adamw, total_steps=steps, weights=weights))
     ratio = out["final"][0] / tuned
-    print(f"| {name} | {np.exp(np.mean(np.log(ratio))):.3g} | "
+    print(f"| {name} | {bench.seed_by_seed(ratio):.3g} | "
           f"{np.mean(out['final'][0]) / np.mean(tuned):.3g} | {np.max(ratio):.3g} | "
           f"{np.median(out['lrs'][0][:, steps // 2]):.3g} |", flush=True)
 

@@ -29,8 +29,7 @@ METHODS = ("learned", "learned (no horizon)", "learned, network off", "prodigy +
 
 
 def main() -> None:
-  args, task, steps = bench.one_task_args(__doc__, seeds=24, first_seed=24)
-  seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+  args, task, steps, seeds = bench.one_task_args(__doc__, seeds=24, first_seed=24)
   start = time.perf_counter()
 
   def run(make_tx):
@@ -45,7 +44,7 @@ def main() -> None:
   def report(name, final):
     ratio = final / tuned
     print(f"| {name} | {np.mean(final) / np.mean(tuned):.3g} | "
-          f"{np.exp(np.mean(np.log(ratio))):.3g} | {np.max(ratio):.3g} | "
+          f"{bench.seed_by_seed(ratio):.3g} | {np.max(ratio):.3g} | "
           f"{np.mean(ratio <= 1.10):.0%} |", flush=True)
 
   for factor in (0.5, 2.0):

@@ -236,11 +236,17 @@ def tune(task, steps, seeds):
       return best, results[best], {p: means[p] for p in grid}
 
 
+def seed_by_seed(ratios) -> float:
+  """A cell judged seed by seed: the geometric mean over seeds of each seed's final loss over
+  tuned's on that seed."""
+  return float(np.exp(np.mean(np.log(ratios))))
+
+
 def one_task_args(doc: str, seeds: int, first_seed: int = 0):
   """``--task``, ``--peak`` (its tuned peak), ``--seeds`` and ``--first-seed`` of a script that
   studies one task at its tuned peak (``peak_noise.py``, ``feature_ablation.py``,
-  ``held_out_seeds.py``), checked: ``(args, task, steps)``, with ``MODE`` set as this
-  benchmark runs that task."""
+  ``held_out_seeds.py``), checked: ``(args, task, steps, seeds)`` (``seeds`` the list of
+  them), with ``MODE`` set as this benchmark runs that task."""
   global MODE
   parser = argparse.ArgumentParser(description=doc.split("\n")[0])
   parser.add_argument("--task", default="deep_mlp")
@@ -255,7 +261,8 @@ def one_task_args(doc: str, seeds: int, first_seed: int = 0):
   if steps is None:
     parser.error(f"--task must be one of {', '.join(STEPS)}")
   MODE = "map" if args.task in SEQUENTIAL else "vmap"
-  return args, get_task(args.task), steps
+  return args, get_task(args.task), steps, list(range(args.first_seed,
+                                                      args.first_seed + args.seeds))
 
 
 def main():
@@ -319,7 +326,7 @@ def main():
             "ratio": float(np.mean(final)) / base, "held_out_ratio": float(np.mean(held))
             / base_held, "diverged": int(out["diverged"][j].sum()),
             "seed_ratios": seed_ratios.tolist(),
-            "gmean_ratio": float(np.exp(np.mean(np.log(seed_ratios)))),
+            "gmean_ratio": seed_by_seed(seed_ratios),
             "steps_to_target": float(np.median([steps_to_target(l, target)
                                                 for l in out["losses"][j]]))}
       row["methods"][method] = cells

@@ -18,9 +18,8 @@ FACTORS = (0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25)
 
 
 def main() -> None:
-  args, task, steps = bench.one_task_args(__doc__, seeds=6)
+  args, task, steps, seeds = bench.one_task_args(__doc__, seeds=6)
   peaks = [args.peak * f for f in FACTORS]
-  seeds = list(range(args.first_seed, args.first_seed + args.seeds))
   out = bench.runs(task, lambda lr: bench.build("warmup_cosine", lr, steps), peaks, seeds,
                    steps)
   ref = out["final"][FACTORS.index(1.0)]
@@ -31,7 +30,7 @@ def main() -> None:
   for f, final in zip(FACTORS, out["final"]):
     r = final / ref
     print(f"| {f:g} × tuned | {', '.join(f'{x:.2f}' for x in r)} | "
-          f"{np.exp(np.mean(np.log(r))):.2f} | {r.max():.2f} | {np.mean(r <= 1.10):.0%} |")
+          f"{bench.seed_by_seed(r):.2f} | {r.max():.2f} | {np.mean(r <= 1.10):.0%} |")
 
 
 if __name__ == "__main__":
