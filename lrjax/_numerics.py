@@ -60,6 +60,23 @@ def increment_if(count: jax.Array, condition: Any = True) -> jax.Array:
   return jnp.where(condition, optax.safe_increment(count), count)
 
 
+def two_sum(total: jax.Array, x: Any, error: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``total + x`` rounded, and ``error`` plus the rounding error of that sum, exactly.
+
+  Knuth's TwoSum, branch-free (six additions): with ``s = fl(total + x)``, ``total + x =
+  s + e`` holds exactly for the ``e`` it computes, in round-to-nearest arithmetic without
+  reassociation (XLA does not reassociate floating point). A running sum kept as
+  ``(total, error)`` stays within a few ulps of the exact sum of what entered and left it,
+  where a plain running sum drifts by an ulp of the largest value it ever held at every step.
+  """
+  x = jnp.asarray(x, jnp.result_type(total))
+  s = total + x
+  x_part = s - total
+  total_part = s - x_part
+  e = (total - total_part) + (x - x_part)
+  return s, error + e
+
+
 def device_mean(value: jax.Array, axis_name: Optional[str]) -> jax.Array:
   """The value averaged over ``axis_name`` (pmap / shard_map), or as is."""
   if axis_name is None:

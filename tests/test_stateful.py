@@ -246,6 +246,30 @@ def test_greedy_window_counts_only_values_since_a_restart_and_skips_a_nan():
   np.testing.assert_array_equal(state.stats.losses, [0.5, 0.25, 0.0, 0.0])
 
 
+def test_greedy_carries_its_window_sum_without_drift():
+  """The window's sum is carried (the value in, the displaced one out), its rounding errors
+  kept (TwoSum): over losses falling from 1e4 to 1e-4, two NaNs skipped, it stays the exact sum
+  of the last five accepted values (float64, from the inputs) to 1e-5; a plain float32
+  running sum ends wrong by more than the sum itself (checked below: the test has teeth)."""
+  values = np.geomspace(1e4, 1e-4, 400).astype(np.float32)
+  values[[100, 250]] = np.nan
+  s = lrjax.greedy(1.0, window=5, patience=10**6)
+
+  def body(state, v):
+    state = s.update(state, value=v)
+    return state, state.stats.total + state.stats.total_error
+  _, sums = jax.jit(lambda vs: jax.lax.scan(body, s.init(), vs))(jnp.asarray(values))
+  accepted = values[np.isfinite(values)].astype(np.float64)
+  kept = np.cumsum(np.isfinite(values)) - 1  # the last accepted value's index in `accepted`
+  want = np.array([accepted[max(0, k - 4):k + 1].sum() for k in kept])
+  np.testing.assert_allclose(np.asarray(sums, np.float64), want, rtol=1e-5)
+  naive, window = np.float32(0), []
+  for v in accepted.astype(np.float32):
+    window.append(v)
+    naive = naive + v - (window.pop(0) if len(window) > 5 else np.float32(0))
+  assert abs(naive - want[-1]) > want[-1]
+
+
 # ---- window_decay -----------------------------------------------------------------
 
 @pytest.mark.parametrize("df,t_crit", [(1, -6.314), (3, -2.353), (10, -1.812), (30, -1.697)])

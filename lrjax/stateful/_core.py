@@ -197,11 +197,12 @@ class StatefulSchedule(Configurable):
     """Whether the spike rule applies (a schedule of a metric to maximise says no)."""
     return True
 
-  def _decide(self, stats: Any, scale: jax.Array, lr: jax.Array, value: jax.Array):
-    """One finite value: returns the new ``(stats, scale)``. On a skipped (non-finite) value
-    and on a spike the scalar statistics are restored or restarted; a non-scalar one (a window)
-    is kept as written, so its counters must say which entries hold values
-    (``select_scalars``)."""
+  def _decide(self, stats: Any, scale: jax.Array, lr: jax.Array, value: jax.Array,
+              finite: jax.Array):
+    """One value: returns the new ``(stats, scale)``. ``value`` is 0 where it was not
+    ``finite``; then (a skipped value) and on a spike the scalar statistics are restored or
+    restarted, but a non-scalar one (a window) is kept as written, so its counters must say
+    which entries hold values (``select_scalars``)."""
     raise NotImplementedError
 
   def rate_at(self, count: jax.Array, scale: jax.Array,
@@ -244,7 +245,8 @@ class StatefulSchedule(Configurable):
   def _observe_fields(self, state: ScheduleFields, value: Any) -> ScheduleFields:
     """``observe`` on the unpacked fields (so an update packs its state once)."""
     v, finite = read_value(value, self.axis_name, f"lrjax.{self.name}")
-    stats, scale = self._decide(state.stats, state.scale, self(state), jnp.where(finite, v, 0))
+    stats, scale = self._decide(state.stats, state.scale, self(state), jnp.where(finite, v, 0),
+                                finite)
     stats, scale = select_scalars(~finite, (state.stats, state.scale), (stats, scale))
     guard = state.guard
     if self.guard:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax._numerics import as_float, counter, increment_if
+from lrjax._numerics import as_float, counter, increment_if, two_sum
 from lrjax.schedules._base import as_schedule, public, static
 from lrjax.stateful._core import (SIGNALS, StatefulSchedule, guard_args, raised_scale,
                                   reduced_scale, stateful_class)
@@ -21,6 +21,10 @@ class GreedyStats(NamedTuple):
     losses: ring buffer of the last ``window`` values.
     filled: how many entries of the buffer hold values (<= window).
     position: where the next value goes.
+    total: the sum of the values in the buffer, kept as they enter and leave it (a
+      compensated sum: ``total + total_error`` is that sum to about float32's precision
+      squared, however long the run).
+    total_error: the rounding error ``total`` has left out.
     best: best smoothed loss so far (+inf at first).
     num_good: consecutive improvements.
     num_bad: consecutive non-improvements.
@@ -30,6 +34,8 @@ class GreedyStats(NamedTuple):
   losses: jax.Array  # shape=(window,), dtype=float32.
   filled: jax.Array  # shape=(), dtype=int32.
   position: jax.Array  # shape=(), dtype=int32.
+  total: jax.Array  # shape=(), dtype=float32.
+  total_error: jax.Array  # shape=(), dtype=float32.
   best: jax.Array  # shape=(), dtype=float32.
   num_good: jax.Array  # shape=(), dtype=int32.
   num_bad: jax.Array  # shape=(), dtype=int32.
@@ -58,19 +64,33 @@ class Greedy(StatefulSchedule):
 
   def _init_stats(self):
     return GreedyStats(losses=jnp.zeros([self.window], as_float(0.0).dtype), filled=counter(),
-                       position=counter(), best=as_float(jnp.inf), num_good=counter(),
+                       position=counter(), total=as_float(0.0), total_error=as_float(0.0),
+                       best=as_float(jnp.inf), num_good=counter(),
                        num_bad=counter(), cooldown_counter=counter(), warmup_counter=counter())
 
-  def _decide(self, stats, scale, lr, value):
+  def _decide(self, stats, scale, lr, value, finite):
     filled = jnp.minimum(stats.filled + 1, self.window)
     # One elementwise write: the value at ``position``, the entries written since the start or
     # the last restart kept, the rest (stale after a restart, ``select_scalars``) zeroed. The
-    # first ``filled`` hold values, the whole ring once full; unfilled entries are 0.
+    # first ``filled`` hold values, the whole ring once full; unfilled entries are 0. A
+    # skipped (non-finite) value leaves its slot as it was: the running sum reads it next.
     index = jnp.arange(self.window)
-    losses = jnp.where(index == stats.position, value,
+    leaving = jnp.where(stats.filled >= self.window, stats.losses[stats.position], 0)
+    entering = jnp.where(finite, value, stats.losses[stats.position])
+    losses = jnp.where(index == stats.position, entering,
                        jnp.where(index < filled, stats.losses, 0)).astype(stats.losses.dtype)
-    smoothed = jnp.sum(losses) / filled
-    better = smoothed < stats.best - self.threshold
+    # The window's sum is carried, not summed again (a reduction is two kernels an update on
+    # XLA's CPU backend, which fuses no reduction into two consumers): the value enters it and
+    # the one it displaces leaves it, each rounding error kept in ``total_error`` (TwoSum).
+    total, error = two_sum(stats.total, value, stats.total_error)
+    total, error = two_sum(total, -leaving, error)
+    # Compared as sums, ``W * mean < (best - threshold) * W`` (``reduce_on_plateau``'s way):
+    # the divide then feeds only the float32 vector, and XLA fuses it there instead of
+    # computing it in a kernel of its own for both vectors.
+    window_sum = total + error
+    count = filled.astype(window_sum.dtype)
+    better = window_sum < (stats.best - self.threshold) * count
+    smoothed = window_sum / count
     best = jnp.where(better, smoothed, stats.best)
     num_good = jnp.where(better, increment_if(stats.num_good), 0)
     num_bad = jnp.where(better, 0, increment_if(stats.num_bad))
@@ -89,7 +109,9 @@ class Greedy(StatefulSchedule):
                                             self.eps), scale)
     warmup_counter = jnp.where(reduce, 0, warmup_counter)
     return GreedyStats(losses=losses, filled=filled,
-                       position=(stats.position + 1) % self.window, best=best,
+                       position=jnp.where(stats.position + 1 == self.window, 0,
+                                          stats.position + 1), total=total,
+                       total_error=error, best=best,
                        num_good=num_good, num_bad=num_bad, cooldown_counter=cooldown_counter,
                        warmup_counter=warmup_counter), scale
 
@@ -116,6 +138,14 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
   updates; after a reduction, plateaus are ignored for ``warmup`` updates.
   The counters are not reset by a change, as in the reference implementation:
   a sustained trend keeps moving the rate every update once past ``patience``.
+
+  The window's sum :math:`S` is carried from update to update (the new value
+  added, the one it displaces subtracted, each rounding error kept: TwoSum), not
+  summed again, and the comparison is made on it,
+  :math:`S < (\text{best} - \theta)\,n` over the :math:`n` values held (as in
+  ``reduce_on_plateau``). Both can differ from summing the window and comparing
+  its mean only where the two sides are within a float32 rounding of each other;
+  they save the update three kernels (the reduction and the divide).
 
   Args:
     base: a float or a pure schedule; the learning rate is

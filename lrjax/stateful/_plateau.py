@@ -70,7 +70,8 @@ class ReduceOnPlateau(StatefulSchedule):
     return PlateauStats(best=as_float(inf), num_bad=counter(), cooldown_counter=counter(),
                         window_sum=as_float(0.0), window_count=counter())
 
-  def _decide(self, stats, scale, lr, value):
+  def _decide(self, stats, scale, lr, value, finite):
+    del finite  # a skipped value's statistics are restored (the window: its slot rewritten)
     total = stats.window_sum + value
     count = stats.window_count + 1
     full = count >= self.window

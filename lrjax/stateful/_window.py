@@ -77,7 +77,8 @@ class WindowDecay(StatefulSchedule):
     return WindowStats(losses=jnp.zeros([self.window], as_float(0.0).dtype),
                        filled=counter(), p_value=as_float(1.0), num_decays=counter())
 
-  def _decide(self, stats, scale, lr, value):
+  def _decide(self, stats, scale, lr, value, finite):
+    del finite  # a skipped value's statistics are restored (the window: its slot rewritten)
     losses = stats.losses.at[stats.filled].set(value)
     filled = stats.filled + 1
     full = filled >= self.window

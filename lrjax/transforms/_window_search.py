@@ -27,6 +27,7 @@ class WindowSearchFields(NamedTuple):
   inner_state: Any
   multiplier: jax.Array  # shape=(), dtype=float32.
   phase: jax.Array  # shape=(), dtype=int32.
+  position: jax.Array  # shape=(), dtype=int32.
   snapshot_params: Any  # like params.
   snapshot_inner: Any  # like inner_state.
   probe_losses: jax.Array  # shape=(len(candidates), probe_steps), dtype=float32.
@@ -46,6 +47,8 @@ class WindowSearchState(_packed.PackedState):
       probe's: the next update starts from ``snapshot_inner``).
     multiplier: the chosen multiplier of ``base``; compounds window after window.
     phase: what the most recent update was: 0 train, 1 probe, 2 rollback (no step taken).
+    position: the next update's place in its window, ``count % window`` (carried: an integer
+      remainder or quotient is a kernel of its own on XLA's CPU backend, for each consumer).
     snapshot_params: the parameters at the window's start (one extra copy).
     snapshot_inner: the inner state at the window's start.
     probe_losses: the losses seen by each candidate's probe, ``(len(candidates), probe_steps)``.
@@ -208,6 +211,7 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     copy = lambda tree: jax.tree.map(jnp.array, tree)  # noqa: E731
     return WindowSearchState(
         **fields, multiplier=jnp.ones([], float_dtype()), phase=jnp.zeros([], jnp.int32),
+        position=jnp.zeros([], jnp.int32),
         snapshot_params=copy(params), snapshot_inner=copy(fields["inner_state"]),
         probe_losses=jnp.zeros((n, p), float_dtype()),
         scores=jnp.full((n,), jnp.nan, float_dtype()),
@@ -217,10 +221,12 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     state = packed.view()
     owner.require_params(params, "to snapshot and roll back")
     loss, finite = read_value(value, axis_name, f"lrjax.{fn}")
-    k = state.count % w
+    # The update's place in the window, its candidate and its step in that candidate's probe,
+    # with no integer division (k // p and k % p, for the probing candidates c < n).
+    k = state.position
     in_probe = k < n * p
-    c = jnp.minimum(k // p, n - 1)
-    j = k % p
+    c = sum((k >= i * p).astype(jnp.int32) for i in range(1, n)) if n > 1 else jnp.int32(0)
+    j = jnp.minimum(k - c * p, p - 1)
     at_start = k == 0
     rollback = in_probe & (j == p - 1)
     # What an ordinary update costs is decided by XLA's buffers, not by the arithmetic. A
@@ -237,15 +243,27 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     # - the restore of the inner state is a select before the inner optimizer reads it, one
     #   update late (the update after a rollback starts from the snapshot);
     # - the rollback of the parameters and the probe guard are selects in the update's pass.
-    def visit():
-      take = lambda now, kept: jnp.where(at_start, now, kept)  # noqa: E731
-      return (jax.tree.map(take, params, state.snapshot_params),
-              jax.tree.map(take, state.inner_state, state.snapshot_inner),
-              at_start | all_finite(state.inner_state))
+    # The conditional takes the parameter-sized leaves only: the snapshot's scalars (the
+    # inner optimizer's count, say) are chosen outside it, in the kernels that write the
+    # packed scalars, instead of each passed through it as a buffer of its own (a kernel an
+    # update). (A three-way switch, to take no predicate in, made XLA copy the snapshot every
+    # update.)
+    arrays = lambda tree: [x for x in jax.tree.leaves(tree) if jnp.ndim(x)]  # noqa: E731
+    now, kept = (params, state.inner_state), (state.snapshot_params, state.snapshot_inner)
 
-    snap_params, snap_inner, probe_ok = jax.lax.cond(
-        at_start | rollback, visit,
-        lambda: (state.snapshot_params, state.snapshot_inner, jnp.asarray(True)))
+    def visit(now, kept):
+      take = lambda a, b: jnp.where(at_start, a, b)  # noqa: E731
+      return jax.tree.map(take, now, kept), at_start | all_finite(now[1])
+
+    chosen, probe_ok = jax.lax.cond(
+        at_start | rollback, visit, lambda now, kept: (kept, jnp.asarray(True)),
+        (arrays(now[0]), arrays(now[1])), (arrays(kept[0]), arrays(kept[1])))
+    chosen = iter(chosen[0] + chosen[1])
+    snap_params, snap_inner = jax.tree.map(
+        lambda x, old: next(chosen) if jnp.ndim(x) else jnp.where(at_start, x, old), now, kept)
+    # The inner state's scalars (a float one: an injected hyperparameter) checked here too.
+    probe_ok = probe_ok & (~rollback | all_finite([x for x in jax.tree.leaves(state.inner_state)
+                                                   if not jnp.ndim(x)]))
 
     lr = as_float(base(state.count)) * state.multiplier * jnp.where(in_probe, multiples[c], 1.0)
     # A rollback restores the inner state one update late: the update after it starts from
@@ -259,7 +277,9 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
                                              **extra_args)
     stepped = owner.step(direction, lr)
     seen = jnp.where(finite & probe_ok, loss, jnp.inf)
-    probe_losses = jnp.where(in_probe, state.probe_losses.at[c, j].set(seen), state.probe_losses)
+    # Written elementwise, not scattered: a scatter's index vector is a kernel of its own.
+    row, col = jnp.indices(state.probe_losses.shape, sparse=True)
+    probe_losses = jnp.where(in_probe & (row == c) & (col == j), seen, state.probe_losses)
     # A probe must end exactly where it started: its non-finite update entries are zeroed
     # (elementwise, in the update's own pass), so the parameters stay finite.
     out_updates = jax.tree.map(
@@ -271,17 +291,24 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
 
     decide = rollback & (c == n - 1)
 
+    # The search returns the multiple it applies (1 when it does not run) and the winner (-1
+    # when it does not run), so nothing outside it reads ``decide``: its predicate and the
+    # conversion to a branch index fuse into one kernel.
     def search():
       scores = forecast(probe_losses, horizon)
       winner = jnp.where(jnp.any(jnp.isfinite(scores)), jnp.argmin(scores), smallest)
-      return scores, winner.astype(jnp.int32)
+      return scores, winner.astype(jnp.int32), multiples[winner]
 
-    scores, winner = jax.lax.cond(decide, search, lambda: (state.scores, state.winner))
+    scores, winner, multiple = jax.lax.cond(
+        decide, search,
+        lambda: (state.scores, jnp.int32(-1), jnp.ones([], state.multiplier.dtype)))
     new_state = WindowSearchState(
         **owner.next_fields(state, lr, finite & probe_ok), inner_state=inner_state,
-        multiplier=jnp.where(decide, state.multiplier * multiples[winner], state.multiplier),
-        phase=branch.astype(jnp.int32), snapshot_params=snap_params, snapshot_inner=snap_inner,
-        probe_losses=probe_losses, scores=scores, winner=winner)
+        multiplier=state.multiplier * multiple,
+        phase=branch.astype(jnp.int32), position=jnp.where(k + 1 == w, 0, k + 1),
+        snapshot_params=snap_params, snapshot_inner=snap_inner,
+        probe_losses=probe_losses, scores=scores,
+        winner=jnp.where(winner >= 0, winner, state.winner))
     return out_updates, new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
