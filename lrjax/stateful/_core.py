@@ -88,10 +88,9 @@ def select_scalars(cond: jax.Array, on_true: Any, otherwise: Any) -> Any:
   """``optax.tree.where(cond, on_true, otherwise)`` on the scalar leaves of decision
   statistics; a non-scalar leaf (a window of values) is ``otherwise``'s, always.
 
-  A window is written and read where its counters say it holds values (``greedy``,
-  ``window_decay``), so a skipped value (it wrote the slot the next accepted value will
-  overwrite) or a restart (its counters back to zero) needs its counters restored, not an
-  O(window) select of the window every update.
+  A window is written and read where its counters say it holds values (``greedy``'s), so a
+  skipped value (its slot left as it was) or a restart (its counters back to zero) needs its
+  counters restored, not an O(window) select of the window every update.
   """
   return jax.tree.map(lambda a, b: jnp.where(cond, a, b) if jnp.ndim(b) == 0 else b,
                       on_true, otherwise)
@@ -197,6 +196,12 @@ class StatefulSchedule(Configurable):
     """Whether the spike rule applies (a schedule of a metric to maximise says no)."""
     return True
 
+  def _restart_stats(self, stats: Any) -> Any:
+    """The statistics a spike restarts from (``_init_stats()``; a schedule may keep what
+    does not depend on the values seen, computed once at ``init``)."""
+    del stats
+    return self._init_stats()
+
   def _decide(self, stats: Any, scale: jax.Array, lr: jax.Array, value: jax.Array,
               finite: jax.Array):
     """One value: returns the new ``(stats, scale)``. ``value`` is 0 where it was not
@@ -255,7 +260,7 @@ class StatefulSchedule(Configurable):
           smoothing=_guard.UPDATE_SMOOTHING if self.signal == "update" else 0.0,
           # An observed metric (a held-out loss) that rises is overfitting: no spike rule.
           spikes=self._guard_spikes() and self.signal == "update")
-      stats = select_scalars(spike, self._init_stats(), stats)
+      stats = select_scalars(spike, self._restart_stats(stats), stats)
       scale = jnp.where(spike, scale * as_float(self.guard_cut), scale)
       # The rate may never climb back to where it spiked: the guard's ceiling bounds it, and
       # the scale too, so a rule that raises it (greedy) does not pile up a scale the

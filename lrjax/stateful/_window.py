@@ -16,18 +16,33 @@ from lrjax.stateful._core import (SIGNALS, StatefulSchedule, guard_args, reduced
 
 
 class WindowStats(NamedTuple):
-  """Decision statistics of ``window_decay``.
+  r"""Decision statistics of ``window_decay``: the current window's regression sums.
+
+  The values of a window are carried as sums, not stored: with :math:`y_0` the window's first
+  value and :math:`d_i = y_i - y_0` (shifted so the sums stay small against the loss level),
+  ``first`` is :math:`y_0`, ``sum_y`` :math:`\sum d_i`, ``sum_xy`` :math:`\sum i\,d_i`,
+  ``sum_yy`` :math:`\sum d_i^2`.
 
   Attributes:
-    losses: the current window's values (a buffer of ``window`` entries; those past
-      ``filled`` are stale, from the previous window).
     filled: values in the current window.
-    p_value: the last test's one-sided p-value for "the loss is decreasing" (1 before any).
+    first: the window's first value.
+    sum_y: the shifted values' sum.
+    sum_xy: the shifted values' sum weighted by their index in the window.
+    sum_yy: the shifted values' sum of squares.
+    t_value: the last test's statistic :math:`t = b / se(b)` (``+inf`` before any test; a
+      perfect fit gives :math:`\pm\infty`); ``WindowDecay.p_value(state)`` turns it into
+      the p-value.
+    critical: the test's critical value, the ``significance`` quantile of Student's t with
+      ``window - 2`` degrees of freedom (computed once, by ``init``).
     num_decays: how many windows ended in a decay.
   """
-  losses: jax.Array  # shape=(window,), dtype=float32.
   filled: jax.Array  # shape=(), dtype=int32.
-  p_value: jax.Array  # shape=(), dtype=float32.
+  first: jax.Array  # shape=(), dtype=float32.
+  sum_y: jax.Array  # shape=(), dtype=float32.
+  sum_xy: jax.Array  # shape=(), dtype=float32.
+  sum_yy: jax.Array  # shape=(), dtype=float32.
+  t_value: jax.Array  # shape=(), dtype=float32.
+  critical: jax.Array  # shape=(), dtype=float32.
   num_decays: jax.Array  # shape=(), dtype=int32.
 
 
@@ -36,6 +51,26 @@ def student_t_cdf(t: jax.Array, df: Any) -> jax.Array:
   x = df / (df + t ** 2)
   tail = 0.5 * betainc(df / 2.0, 0.5, x)
   return jnp.where(t < 0, tail, 1.0 - tail)
+
+
+def student_t_quantile(q: jax.Array, df: Any, iterations: int = 64) -> jax.Array:
+  """The ``q`` quantile of Student's t with ``df`` degrees of freedom, by bisection.
+
+  Bisects :math:`u \\in (0, 1)` with :math:`t = \\tan(\\pi (u - 1/2))` (the Cauchy quantile,
+  which maps (0, 1) onto the real line) until ``student_t_cdf(t, df) = q``: 64 halvings
+  reach the float32 resolution of ``u``. A loop: computed once, by ``window_decay``'s ``init``.
+  """
+  q = jnp.asarray(q)
+  t_of = lambda u: jnp.tan(jnp.pi * (u - 0.5))  # noqa: E731
+
+  def halve(_, bounds):
+    lo, hi = bounds
+    mid = 0.5 * (lo + hi)
+    below = student_t_cdf(t_of(mid), df) < q
+    return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+  lo, hi = jax.lax.fori_loop(0, iterations, halve, (jnp.zeros_like(q), jnp.ones_like(q)))
+  return t_of(0.5 * (lo + hi)).astype(q.dtype)
 
 
 def slope_p_value(y: jax.Array) -> jax.Array:
@@ -64,7 +99,7 @@ class WindowDecay(StatefulSchedule):
   """The stateful schedule built by ``lrjax.window_decay`` (see it for the rule).
 
   A pytree: ``base`` and the numeric settings are leaves; ``window`` (the
-  buffer's length) and ``axis_name`` are static. Build it with the public
+  test's length) and ``axis_name`` are static. Build it with the public
   function, which validates; the class takes keywords only.
   """
 
@@ -73,30 +108,58 @@ class WindowDecay(StatefulSchedule):
   significance: Any = 0.05
   min_value: Any = 0.0
 
-  def _init_stats(self):
-    return WindowStats(losses=jnp.zeros([self.window], as_float(0.0).dtype),
-                       filled=counter(), p_value=as_float(1.0), num_decays=counter())
+  def _init_stats(self, critical=None):
+    zero = as_float(0.0)
+    if critical is None:
+      critical = student_t_quantile(as_float(self.significance), self.window - 2.0)
+    return WindowStats(filled=counter(), first=zero, sum_y=jnp.zeros_like(zero),
+                       sum_xy=jnp.zeros_like(zero), sum_yy=jnp.zeros_like(zero),
+                       t_value=as_float(jnp.inf), critical=critical, num_decays=counter())
+
+  def _restart_stats(self, stats):
+    return self._init_stats(critical=stats.critical)  # the quantile's search is not redone
 
   def _decide(self, stats, scale, lr, value, finite):
-    del finite  # a skipped value's statistics are restored (the window: its slot rewritten)
-    losses = stats.losses.at[stats.filled].set(value)
+    del finite  # a skipped value's statistics are restored (``select_scalars``)
+    # The window's regression is carried as sums of d = y - y0 (no window stored, no divide
+    # and no conditional an update); the test at a window's end is scalar arithmetic on
+    # them. With W values at x = 0..W-1, Sxx = W (W^2 - 1) / 12 and C = Sxy - (W - 1)/2 Sy:
+    #   slope b = C / Sxx,  W * (residual sum of squares) * Sxx = R = D Sxx - W C^2,
+    #   with D = W Syy - Sy^2,  and  t = b / se(b) = C sqrt(W (W - 2) / R).
+    x = stats.filled.astype(stats.first.dtype)
+    first = jnp.where(stats.filled == 0, value, stats.first)
+    d = value - first
+    sum_y, sum_xy, sum_yy = stats.sum_y + d, stats.sum_xy + x * d, stats.sum_yy + d * d
     filled = stats.filled + 1
     full = filled >= self.window
-
-    # The test (a regression and betainc's iterative evaluation, a loop on the device) runs
-    # only at a window's end: between decisions an update is a store and a compare. Only the
-    # p-value is computed under the cond, its one operand the window (each operand of a
-    # conditional is a buffer of its own: a kernel each); the decision is scalar arithmetic.
-    tested = jax.lax.cond(full, slope_p_value, lambda w: jnp.ones((), w.dtype), losses)
-    p = jnp.where(full, tested.astype(stats.p_value.dtype), stats.p_value)
-    stalled = full & (p > self.significance)
+    w = float(self.window)
+    sxx = w * (w * w - 1.0) / 12.0
+    c = sum_xy - 0.5 * (w - 1.0) * sum_y
+    r = jnp.maximum((w * sum_yy - sum_y * sum_y) * sxx - w * c * c, 0.0)
+    # p = P(T <= t) > significance  <=>  t > critical (the t CDF increases), decided without a
+    # square root or a divide (so XLA computes it in both packed vectors' kernels instead of
+    # one of its own): t > q  <=>  C > q sqrt(R / (W (W - 2))), squared by the signs. A
+    # perfect fit (R = 0) has t = -inf, or +inf for C >= 0 (p = 0 or 1, as before).
+    q = stats.critical
+    lhs, rhs = w * (w - 2.0) * c * c, q * q * r
+    stalled = full & jnp.where(q < 0, (c >= 0) | (lhs < rhs), (c >= 0) & ((r == 0) | (lhs > rhs)))
+    t = jnp.where(r > 0, c * jnp.sqrt(w * (w - 2.0) / jnp.where(r > 0, r, 1.0)),
+                  jnp.where(c >= 0, jnp.inf, -jnp.inf))
     new_scale = jnp.where(stalled, reduced_scale(scale, lr, self.factor, self.min_value, 0.0),
                           scale)
-    # Entries past ``filled`` are stale (the previous window's, a skipped value's, or from
-    # before a restart), overwritten before the next test reads them.
-    return WindowStats(losses=losses, filled=jnp.where(full, 0, filled),
-                       p_value=p,
+    zero = jnp.zeros_like(sum_y)
+    return WindowStats(filled=jnp.where(full, 0, filled), first=first,
+                       sum_y=jnp.where(full, zero, sum_y), sum_xy=jnp.where(full, zero, sum_xy),
+                       sum_yy=jnp.where(full, zero, sum_yy),
+                       t_value=jnp.where(full, t.astype(zero.dtype), stats.t_value),
+                       critical=stats.critical,
                        num_decays=stats.num_decays + stalled.astype(jnp.int32)), new_scale
+
+  def p_value(self, state) -> jax.Array:
+    """The last test's one-sided p-value for "the loss is decreasing" (1 before any test):
+    :math:`P(T \\le t)` for Student's t with ``window - 2`` degrees of freedom. Computed here,
+    on demand, not by an update (which compares ``t`` with the critical value)."""
+    return student_t_cdf(state.stats.t_value, self.window - 2.0)
 
 
 @public(preset=lambda steps, peak: dict(base=peak, window=max(steps // 10, 3)))
@@ -118,8 +181,16 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
   left alone: unlike a fixed decay, the rate drops only when the data say so.
   This is the statistical-plateau idea of SASA (Lang et al. 2019) and SASA+
   (Zhang et al. 2020) applied to the loss trend rather than to their
-  stationarity statistic of gradients and updates. The window is a buffer in
-  the state: O(window) memory, independent of the model size.
+  stationarity statistic of gradients and updates.
+
+  The state is a few scalars whatever the window: its values are carried as
+  regression sums (``WindowStats``), and the test compares :math:`t` with the
+  critical value :math:`t_{\text{significance}}` (:math:`p > \text{significance}
+  \iff t > t_{\text{significance}}`), found once by ``init``; an update runs no
+  loop and no conditional. ``state.stats.t_value`` is the last window's
+  statistic and ``schedule.p_value(state)`` its p-value. Intended difference from
+  summing a stored window (lrjax before 0.1.0's fifth stop): the decisions can
+  differ only where :math:`t` is within a float32 rounding of the critical value.
 
   Args:
     base: a float or a pure schedule.
