@@ -216,6 +216,8 @@ def window_decay(base: Any, window: int = 100, factor: float = 0.5, significance
     ...   state = s.update(state, value=loss)
     >>> float(s(state))
     0.5
+    >>> round(float(s.p_value(state)), 3)  # the flat window's: no evidence of a decrease
+    0.5
 
   References:
     Lang, Xiao & Zhang, `Using Statistics to Automate Stochastic Optimization
