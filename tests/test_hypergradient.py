@@ -155,6 +155,10 @@ def test_sampled_hypergradient_is_exact_on_a_model_smaller_than_its_sample():
   assert state.prev_direction.shape == (3,)
   np.testing.assert_allclose(alphas, want_alpha, rtol=1e-4)
   np.testing.assert_allclose(theta, want_theta, rtol=1e-3, atol=1e-5)
+  # Smaller than its sample, the model is read whole: the exact run's numbers, bit for bit.
+  exact = _run(lrjax.hypergradient(optax.adam, init_value=1e-2, hyper_lr=1e-3), theta0, 40)
+  np.testing.assert_array_equal(theta, exact[0])
+  np.testing.assert_array_equal(alphas, exact[1])
 
 
 def test_sampled_hypergradient_reads_every_stride_th_coordinate_weighted():

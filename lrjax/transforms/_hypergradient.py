@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -25,7 +26,7 @@ class HypergradientFields(NamedTuple):
   inner_state: Any
   guard: GuardState  # the spike guard's scalars; num_spikes counts the spikes caught.
   hypergradient: jax.Array  # shape=(), dtype=float32.
-  prev_direction: Any  # like params (with sample_size: a float32 vector of its sample).
+  prev_direction: Any  # like params (sampled: a float32 vector of its sample).
 
 
 @_packed.register
@@ -40,7 +41,7 @@ class HypergradientState(_packed.PackedState):
     inner_state: the inner optimizer's state.
     hypergradient: the last :math:`h_t = g_t \\cdot u_{t-1}`.
     prev_direction: the inner optimizer's previous direction :math:`u_{t-1}` (one copy of
-      params; with ``sample_size``, its sample).
+      params; with ``sample_size`` smaller than the model, its sample).
   """
   _logical = HypergradientFields
   __slots__ = ()
@@ -109,12 +110,13 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
     sample_size: ``None`` (default): :math:`h_t` is the exact inner product, as in the
       paper, and :math:`u_{t-1}` is kept whole (one copy of the parameters), at two passes
       over them per update beyond the optimizer's (g·u and writing :math:`u_t`). An
-      integer :math:`k`: both are read from a fixed sample of about :math:`k`
-      coordinates (``lrjax._sampling.sample``, as ``learned_controller`` reads its
-      statistics; weighted so that the sampled inner product estimates the whole one,
-      and exact when the model has at most :math:`k` parameters), so an update makes no
-      pass over the parameters of its own and the state holds :math:`k` floats instead
-      of a copy of them. Non-finite gradients are then seen where the sample reads them
+      integer :math:`k`: for a model of more than :math:`k` parameters both are read from
+      a fixed sample of about :math:`k` coordinates (``lrjax._sampling.sample``, as
+      ``learned_controller`` reads its statistics; weighted so that the sampled inner
+      product estimates the whole one), so an update makes no pass over the parameters of
+      its own and the state holds :math:`k` floats instead of a copy of them. A model of at
+      most :math:`k` parameters is read whole, as with ``None`` (the sample would be the
+      whole model, copied into it every update). Non-finite gradients are then seen where the sample reads them
       (a non-finite loss passed as ``value`` always is, by the guard).
 
   Returns:
@@ -143,19 +145,28 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
   settings = owner.guard_settings(guard, guard_factor, guard_cut, guard_nonfinite, guard_skip)
   if sample_size is not None:
     v.integer(fn, "sample_size", sample_size, 1)
-    read = lambda tree: sample(tree, sample_size)  # noqa: E731
-    inner = dot
-  else:
-    read = lambda tree: tree  # noqa: E731
-    inner = vdot
+
+  def sampled(tree) -> bool:
+    """Whether g·u is read from a sample: only for a model larger than it (a sample of the
+    whole model is the exact product, read at the cost of copying the model into it)."""
+    return sample_size is not None and sum(
+        math.prod(jnp.shape(x)) for x in jax.tree.leaves(tree)) > sample_size
+
+  def reader(tree):
+    """``(read, inner)``: what is kept of a tree, and the inner product of two such."""
+    if sampled(tree):
+      return (lambda t: sample(t, sample_size)), dot
+    return (lambda t: t), vdot
 
   def init_fn(params):
+    read, _ = reader(params)
     return HypergradientState(**owner.init_fields(params, init_value),
                               guard=init_guard(), hypergradient=as_float(0.0),
                               prev_direction=jax.tree.map(jnp.zeros_like, read(params)))
 
   def update_fn(updates, packed, params=None, **extra_args):
     state = packed.view()
+    read, inner = reader(updates)
     # u_{t-1} is finite (it is replaced only by finite directions), and a non-finite element
     # of g makes g·u non-finite (inf·0 is NaN): the finite check is g·u's own reduction, not
     # another pass over the gradients. (A finite g whose g·u overflows float32 counts as
