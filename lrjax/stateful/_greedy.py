@@ -145,7 +145,8 @@ def greedy(base: Any, factor: float = 0.95, patience: int = 10, cooldown: int = 
   :math:`S < (\text{best} - \theta)\,n` over the :math:`n` values held (as in
   ``reduce_on_plateau``). Both can differ from summing the window and comparing
   its mean only where the two sides are within a float32 rounding of each other;
-  they save the update three kernels (the reduction and the divide).
+  they save the update two kernels (the window's reduction, made in two stages,
+  the divide for the mean fused into the second and read by both packed vectors).
 
   Args:
     base: a float or a pure schedule; the learning rate is

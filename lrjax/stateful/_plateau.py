@@ -71,7 +71,7 @@ class ReduceOnPlateau(StatefulSchedule):
                         window_sum=as_float(0.0), window_count=counter())
 
   def _decide(self, stats, scale, lr, value, finite):
-    del finite  # a skipped value's statistics are restored (the window: its slot rewritten)
+    del finite  # a skipped value's statistics are restored (``select_scalars``)
     total = stats.window_sum + value
     count = stats.window_count + 1
     full = count >= self.window

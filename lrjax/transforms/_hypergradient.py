@@ -114,10 +114,11 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
       a fixed sample of about :math:`k` coordinates (``lrjax._sampling.sample``, as
       ``learned_controller`` reads its statistics; weighted so that the sampled inner
       product estimates the whole one), so an update makes no pass over the parameters of
-      its own and the state holds :math:`k` floats instead of a copy of them. A model of at
-      most :math:`k` parameters is read whole, as with ``None`` (the sample would be the
-      whole model, copied into it every update). Non-finite gradients are then seen where the sample reads them
-      (a non-finite loss passed as ``value`` always is, by the guard).
+      its own and the state holds :math:`k` floats instead of a copy of them; non-finite
+      gradients are then seen where the sample reads them (a non-finite loss passed as
+      ``value`` always is, by the guard). A model of at most :math:`k` parameters is read
+      whole, as with ``None`` (its sample would be the whole model, copied into it every
+      update).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``lrjax.current_lr`` reads :math:`\alpha`.
