@@ -301,18 +301,19 @@ def test_window_decay_decays_only_stalled_windows():
 
 def test_window_decay_state_is_a_few_scalars_whatever_the_window():
   for window in (4, 64, 4096):
-    leaves = jax.tree.leaves(lrjax.window_decay(1.0, window=window).init())
+    leaves = jax.tree.leaves(jax.eval_shape(lrjax.window_decay(1.0, window=window).init))
     assert sum(np.size(x) for x in leaves) <= 25, window  # its window carried as sums
 
 
-@pytest.mark.parametrize("df,t_crit", [(1, -6.314), (3, -2.353), (10, -1.812), (30, -1.697)])
-def test_student_t_quantile_matches_tables(df, t_crit):
+def test_student_t_quantile_matches_tables():
+  """The 0.05 quantiles of t tables for 1, 3, 10 and 30 degrees of freedom, and the 0.95
+  ones by symmetry (t_0.95 = -t_0.05), in one compiled call."""
   from lrjax.stateful._window import student_t_quantile
-  assert float(student_t_quantile(jnp.float32(0.05), float(df))) == pytest.approx(t_crit,
-                                                                                 abs=1e-3)
-  # The upper tail by symmetry: t_0.95 = -t_0.05.
-  assert float(student_t_quantile(jnp.float32(0.95), float(df))) == pytest.approx(-t_crit,
-                                                                                 abs=1e-3)
+  df = jnp.asarray([[1.0, 3.0, 10.0, 30.0]] * 2)
+  table = np.array([-6.314, -2.353, -1.812, -1.697])
+  q = jnp.asarray([[0.05] * 4, [0.95] * 4], jnp.float32)
+  got = jax.jit(student_t_quantile)(q, df)
+  np.testing.assert_allclose(got, [table, -table], atol=1e-3)
 
 
 def test_window_decay_tests_each_window_as_linregress_does():
@@ -341,6 +342,8 @@ def test_window_decay_tests_each_window_as_linregress_does():
     decays += res.pvalue > 0.1
     assert float(scale[end]) == 0.5 ** decays, i
   assert 0 < decays < len(rows)
+  with pytest.raises(TypeError, match="p_value: state must be a window_decay state"):
+    s.p_value(lrjax.greedy(1.0).init())
 
 
 # ---- shared rules, for every stateful schedule ------------------------------------

@@ -73,6 +73,10 @@ def student_t_quantile(q: jax.Array, df: Any, iterations: int = 64) -> jax.Array
   return t_of(0.5 * (lo + hi)).astype(q.dtype)
 
 
+# Compiled once per degrees of freedom: ``init`` outside ``jit`` reuses it.
+_critical_value = jax.jit(student_t_quantile, static_argnames=("df", "iterations"))
+
+
 def slope_p_value(y: jax.Array) -> jax.Array:
   """One-sided p-value of H0 "slope >= 0" against "slope < 0" for ``y`` vs its index.
 
@@ -111,7 +115,7 @@ class WindowDecay(StatefulSchedule):
   def _init_stats(self, critical=None):
     zero = as_float(0.0)
     if critical is None:
-      critical = student_t_quantile(as_float(self.significance), self.window - 2.0)
+      critical = _critical_value(as_float(self.significance), df=self.window - 2.0)
     return WindowStats(filled=counter(), first=zero, sum_y=jnp.zeros_like(zero),
                        sum_xy=jnp.zeros_like(zero), sum_yy=jnp.zeros_like(zero),
                        t_value=as_float(jnp.inf), critical=critical, num_decays=counter())
@@ -159,7 +163,14 @@ class WindowDecay(StatefulSchedule):
     """The last test's one-sided p-value for "the loss is decreasing" (1 before any test):
     :math:`P(T \\le t)` for Student's t with ``window - 2`` degrees of freedom. Computed here,
     on demand, not by an update (which compares ``t`` with the critical value)."""
-    return student_t_cdf(state.stats.t_value, self.window - 2.0)
+    stats: Any = getattr(state, "stats", None)
+    if not hasattr(stats, "t_value"):
+      raise TypeError(
+          "lrjax.window_decay.p_value: state must be a window_decay state (from its init or "
+          f"update), got {type(state).__name__}; in an optimizer's state it is "
+          "opt_state.hyperparams_states['learning_rate'] under optax.inject_hyperparams, "
+          "or the schedule_state of lrjax.as_transform's state")
+    return student_t_cdf(stats.t_value, self.window - 2.0)
 
 
 @public(preset=lambda steps, peak: dict(base=peak, window=max(steps // 10, 3)))
