@@ -60,6 +60,13 @@ def increment_if(count: jax.Array, condition: Any = True) -> jax.Array:
   return jnp.where(condition, optax.safe_increment(count), count)
 
 
+def ring_next(position: jax.Array, size: int) -> jax.Array:
+  """``(position + 1) % size`` for a ``position`` in ``[0, size)``, without the remainder: an
+  integer remainder (or quotient) is a kernel of its own on XLA's CPU backend for each kernel
+  that reads it, where a compare and a select fuse into their reader."""
+  return jnp.where(position + 1 == size, 0, position + 1).astype(position.dtype)
+
+
 def two_sum(total: jax.Array, x: Any, error: jax.Array) -> tuple[jax.Array, jax.Array]:
   """``total + x`` rounded, and ``error`` plus the rounding error of that sum, exactly.
 

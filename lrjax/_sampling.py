@@ -29,6 +29,11 @@ def dot(a, b):
   return jnp.sum(a[:, None] * b, axis=0)
 
 
+def reads_whole(tree: Any, size: int = SAMPLE_SIZE) -> bool:
+  """Whether ``sample(tree, size)`` reads every coordinate: the tree has at most ``size``."""
+  return sum(math.prod(jnp.shape(x)) for x in jax.tree.leaves(tree)) <= size
+
+
 def _sample_plan(shapes: list[tuple[int, ...]], size: int) -> list[tuple[int, int]]:
   """``(stride, count)`` per leaf: every coordinate when the tree has at most ``size``,
   else a share of ``size`` proportional to the leaf's size, read at a stride prime to its

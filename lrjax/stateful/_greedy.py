@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from lrjax import _validation as v
-from lrjax._numerics import as_float, counter, increment_if, two_sum
+from lrjax._numerics import as_float, counter, increment_if, ring_next, two_sum
 from lrjax.schedules._base import as_schedule, public, static
 from lrjax.stateful._core import (SIGNALS, StatefulSchedule, guard_args, raised_scale,
                                   reduced_scale, stateful_class)
@@ -75,8 +75,9 @@ class Greedy(StatefulSchedule):
     # first ``filled`` hold values, the whole ring once full; unfilled entries are 0. A
     # skipped (non-finite) value leaves its slot as it was: the running sum reads it next.
     index = jnp.arange(self.window)
-    leaving = jnp.where(stats.filled >= self.window, stats.losses[stats.position], 0)
-    entering = jnp.where(finite, value, stats.losses[stats.position])
+    slot = stats.losses[stats.position]
+    leaving = jnp.where(stats.filled >= self.window, slot, 0)
+    entering = jnp.where(finite, value, slot)
     losses = jnp.where(index == stats.position, entering,
                        jnp.where(index < filled, stats.losses, 0)).astype(stats.losses.dtype)
     # The window's sum is carried, not summed again (a reduction is two kernels an update on
@@ -109,8 +110,7 @@ class Greedy(StatefulSchedule):
                                             self.eps), scale)
     warmup_counter = jnp.where(reduce, 0, warmup_counter)
     return GreedyStats(losses=losses, filled=filled,
-                       position=jnp.where(stats.position + 1 == self.window, 0,
-                                          stats.position + 1), total=total,
+                       position=ring_next(stats.position, self.window), total=total,
                        total_error=error, best=best,
                        num_good=num_good, num_bad=num_bad, cooldown_counter=cooldown_counter,
                        warmup_counter=warmup_counter), scale

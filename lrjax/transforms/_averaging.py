@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from lrjax import _validation as v
-from lrjax._numerics import counter, increment_if
+from lrjax._numerics import counter, increment_if, ring_next
 
 
 def _produced(params, updates):
@@ -226,6 +226,6 @@ def lawa(k: int, every: int) -> optax.GradientTransformation:
     return updates, LawaState(
         count=increment_if(state.count), snapshots=snapshots, total=total,
         filled=jnp.where(take, jnp.minimum(state.filled + 1, k), state.filled),
-        position=jnp.where(take, (pos + 1) % k, pos).astype(jnp.int32))
+        position=jnp.where(take, ring_next(pos, k), pos).astype(jnp.int32))
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -13,7 +12,7 @@ from lrjax import _packed
 from lrjax import _validation as v
 from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import as_float, choose_bits, device_mean, vdot
-from lrjax._sampling import dot, sample
+from lrjax._sampling import dot, reads_whole, sample
 from lrjax.transforms._lr_owner import LROwner
 
 
@@ -150,8 +149,7 @@ def hypergradient(optimizer_factory: Callable[..., optax.GradientTransformation]
   def sampled(tree) -> bool:
     """Whether g·u is read from a sample: only for a model larger than it (a sample of the
     whole model is the exact product, read at the cost of copying the model into it)."""
-    return sample_size is not None and sum(
-        math.prod(jnp.shape(x)) for x in jax.tree.leaves(tree)) > sample_size
+    return sample_size is not None and not reads_whole(tree, sample_size)
 
   def reader(tree):
     """``(read, inner)``: what is kept of a tree, and the inner product of two such."""

@@ -11,7 +11,7 @@ import optax
 
 from lrjax import _packed
 from lrjax import _validation as v
-from lrjax._numerics import all_finite, as_float, float_dtype, read_value
+from lrjax._numerics import all_finite, as_float, float_dtype, read_value, ring_next
 from lrjax.schedules._base import as_schedule
 from lrjax.transforms._lr_owner import LROwner
 
@@ -47,8 +47,8 @@ class WindowSearchState(_packed.PackedState):
       probe's: the next update starts from ``snapshot_inner``).
     multiplier: the chosen multiplier of ``base``; compounds window after window.
     phase: what the most recent update was: 0 train, 1 probe, 2 rollback (no step taken).
-    position: the next update's place in its window, ``count % window`` (carried: an integer
-      remainder or quotient is a kernel of its own on XLA's CPU backend, for each consumer).
+    position: the next update's place in its window, ``count % window`` (carried:
+      ``_numerics.ring_next``).
     snapshot_params: the parameters at the window's start (one extra copy).
     snapshot_inner: the inner state at the window's start.
     probe_losses: the losses seen by each candidate's probe, ``(len(candidates), probe_steps)``.
@@ -305,7 +305,7 @@ def window_search(optimizer_factory: Callable[..., optax.GradientTransformation]
     new_state = WindowSearchState(
         **owner.next_fields(state, lr, finite & probe_ok), inner_state=inner_state,
         multiplier=state.multiplier * multiple,
-        phase=branch.astype(jnp.int32), position=jnp.where(k + 1 == w, 0, k + 1),
+        phase=branch.astype(jnp.int32), position=ring_next(k, w),
         snapshot_params=snap_params, snapshot_inner=snap_inner,
         probe_losses=probe_losses, scores=scores,
         winner=jnp.where(winner >= 0, winner, state.winner))
