@@ -29,6 +29,18 @@ def dot(a, b):
   return jnp.sum(a[:, None] * b, axis=0)
 
 
+def dots(pairs: list[tuple[Any, Any]]) -> jax.Array:
+  """The inner products :math:`a \\cdot b` of pairs of vectors of one length, in one pass: their
+  products stacked and summed row by row. One kernel where a ``dot`` each is one kernel each,
+  and each sum is ``dot``'s bit for bit (XLA sums a row of a stack as it sums a vector;
+  ``tests/test_learned.py`` checks it).
+
+  Returns:
+    A float32 vector: entry ``i`` is ``dot(*pairs[i])``.
+  """
+  return jnp.sum(jnp.stack([jnp.asarray(a) * b for a, b in pairs]), axis=1)
+
+
 def reads_whole(tree: Any, size: int = SAMPLE_SIZE) -> bool:
   """Whether ``sample(tree, size)`` reads every coordinate: the tree has at most ``size``."""
   return sum(math.prod(jnp.shape(x)) for x in jax.tree.leaves(tree)) <= size

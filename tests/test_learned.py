@@ -171,6 +171,28 @@ def test_the_sample_is_exact_for_small_trees_and_close_for_large_ones():
   assert len(set(index % 2048)) == 2048 and len(set(index // 2048)) == 1024
 
 
+def test_dots_sums_each_pair_as_dot_does_bit_for_bit():
+  """``_sampling.dots`` (every inner product of an update in one pass) gives ``dot``'s float32
+  sums bit for bit, so the controller's decisions did not move when it replaced them; a
+  tuple-valued reduce, the other one-pass form, differs in the last bits (the test has
+  teeth)."""
+  rng = np.random.default_rng(3)
+  vectors = [jnp.asarray(rng.normal(size=(5, n)) * 10.0 ** rng.uniform(-3, 3, (5, 1)),
+                         jnp.float32) for n in (7, 4160, 10_001)]
+  pairs = lambda v: [(v[0], v[0]), (v[1], v[2]), (v[3], v[4] - v[1])]  # noqa: E731
+  together = jax.jit(lambda v: S.dots(pairs(v)))
+  apart = jax.jit(lambda v: jnp.stack([S.dot(a, b) for a, b in pairs(v)]))
+  tupled = jax.jit(lambda v: jnp.stack(jax.lax.reduce(
+      tuple(a * b for a, b in pairs(v)), (jnp.float32(0),) * 3,
+      lambda x, y: tuple(p + q for p, q in zip(x, y)), (0,))))
+  differs = 0
+  for v in vectors:
+    np.testing.assert_array_equal(np.asarray(together(v)).view(np.int32),
+                                  np.asarray(apart(v)).view(np.int32))
+    differs += int(np.any(np.asarray(tupled(v)) != np.asarray(apart(v))))
+  assert differs >= 1
+
+
 def test_a_spike_caps_the_rate_below_the_one_that_spiked():
   """After the guard's cut the network may raise the rate again, but not past sqrt(cut)
   times the rate that spiked (a GRU that always raises, at +0.1 a step)."""

@@ -30,7 +30,7 @@ from lrjax._guard import GuardState, init_guard
 from lrjax._numerics import (as_float, choose_bits, counter, device_mean, increment_if,
                              read_value, scale_tree)
 from lrjax._sampling import dot as _dot
-from lrjax._sampling import sample, sample_weights
+from lrjax._sampling import dots, sample, sample_weights
 from lrjax.transforms._lr_owner import GuardSettings, LROwner
 
 #: The inputs of the network, in order (see ``features``).
@@ -204,7 +204,7 @@ def _safe_log(x):
 
 def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array,
              cosine: jax.Array, step_sq: jax.Array, param_sq: jax.Array, lr: jax.Array,
-             estimate: jax.Array, total_steps: Optional[int]) -> jax.Array:
+             estimate: Optional[jax.Array], total_steps: Optional[int]) -> jax.Array:
   """The network's inputs (``FEATURES``) after the statistics saw this update.
 
   Every input is scale-free and clipped to ``[-FEATURE_CLIP, FEATURE_CLIP]``:
@@ -214,10 +214,9 @@ def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array
   cosine of successive gradients (now and smoothed), the noise estimate minus
   1/2, the progress ``count / total_steps`` (and a flag, 0 without a horizon),
   log(lr / base) (the network's multiplier, ``state.estimate`` the base) and
-  log(``estimate`` / ``state.estimate``): how much the base grew at this update (0 with
-  ``init_value``).
+  log(``estimate`` / ``state.estimate``): how much the base grew at this update (0 when
+  ``estimate`` is ``None``: a constant base, ``init_value``).
   """
-  mid = state.loss_levels[1]
   ratio = jnp.sqrt(step_sq / jnp.maximum(param_sq, 1e-30))
   horizon = as_float(0.0 if total_steps is None else total_steps)
   known = horizon > 0
@@ -226,16 +225,19 @@ def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array
   has = known.astype(jnp.float32)
   # Three trends elementwise over one vector of the levels, not scalar by scalar: XLA fuses
   # them into one kernel, where each was a kernel of its own and a copy into the stack.
+  mid = state.loss_levels[1]
   trends = _symlog_rel(state.loss_levels[jnp.asarray([0, 1, 1])],
                        jnp.concatenate([state.loss_levels[1:], state.best_level[None]]))
+  # Without an estimate (``estimate`` None) the base does not grow: 0, not log(b) - log(b).
+  grown = (_safe_log(estimate) - _safe_log(state.estimate) if estimate is not None
+           else as_float(0.0))
   x = jnp.stack([
       trends[0], trends[1], trends[2], _symlog_rel(loss, mid),
       _safe_log(grad_sq) - _safe_log(state.grad_sq),
       jnp.where((param_sq > 0) & (step_sq >= 0), jnp.log10(jnp.maximum(ratio, 1e-30)) + 3.0,
                 0.0),
       cosine, state.cosine_avg, state.noise - 0.5, progress, has,
-      _safe_log(lr) - _safe_log(state.estimate),
-      _safe_log(estimate) - _safe_log(state.estimate)]).astype(jnp.float32)
+      _safe_log(lr) - _safe_log(state.estimate), grown]).astype(jnp.float32)
   return jnp.clip(jnp.where(jnp.isfinite(x), x, 0.0), -FEATURE_CLIP, FEATURE_CLIP)
 
 
@@ -349,10 +351,11 @@ def _sample_statistics(state: LearnedControllerFields, updates: Any, params: Any
   """
   g, p = sample(updates), sample(params)
   step = p - state.param_sample
-  extra = ([_dot(g, state.param0 - p), _dot(jnp.abs(state.grad_sum), sample_weights(params))]
-           if estimating else [])
-  stats = device_mean(jnp.stack([raw_loss, _dot(g, g), _dot(p, p), _dot(g, state.grad_sample),
-                                 _dot(step, step)] + extra), axis_name)
+  extra = ([(g, state.param0 - p),
+            (jnp.abs(state.grad_sum), sample_weights(params))] if estimating else [])
+  # One pass over the samples for every inner product (``dots``), not a kernel each.
+  sums = dots([(g, g), (p, p), (g, state.grad_sample), (step, step)] + extra)
+  stats = device_mean(jnp.concatenate([jnp.reshape(raw_loss, (1,)), sums]), axis_name)
   return g, p, stats
 
 
@@ -444,7 +447,7 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
       raise ValueError("lrjax.learned_controller: update needs the loss: "
                        "tx.update(grads, state, params, value=loss)")
     raw_loss, _ = read_value(value, None, "lrjax.learned_controller")  # averaged below
-    state = state.view()  # each field read once from the packed vectors
+    packed, state = state, state.view()  # each field read once from the packed vectors
     g, p, stats = _sample_statistics(state, updates, params, raw_loss, estimating, axis_name)
     loss, grad_sq, param_sq, cross, step_sq = (stats[i] for i in range(5))
     ok = jnp.all(jnp.isfinite(stats[:3]))
@@ -462,8 +465,12 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
     grown = state.rate * (estimate / state.estimate) if estimating else state.rate
 
     def decide(_):
-      x = features(stepped, loss, grad_sq, cosine, jnp.where(have_prev, step_sq, -1.0),
-                   param_sq, state.rate, estimate, total_steps)
+      # The state's own scalars read here again from its vectors: behind the conditional, a
+      # scalar read outside is an operand XLA copies out of the vector on every update.
+      now = packed.view()
+      x = features(stepped._replace(count=now.count, estimate=now.estimate), loss, grad_sq,
+                   cosine, jnp.where(have_prev, step_sq, -1.0), param_sq, now.rate,
+                   estimate if estimating else None, total_steps)
       hidden = jnp.zeros_like(state.hidden) if reset_hidden else state.hidden
       new_hidden, delta = policy(weights, hidden, x)
       return new_hidden, grown * jnp.exp(delta), x
@@ -508,9 +515,11 @@ def controller(owner: LROwner, weights: dict[str, Any], *, init_value: Any, ever
         noise=restart(stepped.noise, state.noise),
         stats_count=jnp.where(spike, 0, jnp.where(ok, stepped.stats_count, state.stats_count)),
         inputs=jnp.where(ok, inputs, state.inputs),
-        # Stored as they are (a select would cost more than it saves): prev_grad_sq = 0 marks
-        # a non-finite one, which the next update does not read.
-        grad_sample=g, param_sample=p,
+        # Zeros in place of a non-finite update's samples (prev_grad_sq = 0 marks one; the next
+        # update does not read them): stored as they are, they were copied twice each an
+        # update, as XLA keeps the previous ones (read by the statistics) beside them; made
+        # after the statistics, they are written over the previous ones.
+        grad_sample=_zeroed_unless(g, ok), param_sample=_zeroed_unless(p, ok),
         rate=lr, estimate=estimate, numerator=numerator, grad_sum=grad_sum,
         param0=state.param0)
     return owner.step(direction, applied_rate), new_state
