@@ -117,9 +117,10 @@ class LearnedControllerState(_packed.PackedState):
     noise: the smoothed :math:`\\|g_t - g_{t-1}\\|^2 / (\\|g_t\\|^2 + \\|g_{t-1}\\|^2)`.
     stats_count: finite updates since the statistics last (re)started (saturating).
     inputs: the network's inputs at the last decision (``FEATURES``), for logging.
-    grad_sample: ``sample`` of the previous gradient (not read when it was not finite).
+    grad_sample: ``sample`` of the previous gradient (zeros, and not read, when that update
+      was not finite).
     param_sample: ``sample`` of the parameters at that update (the next update's step is
-      read against it).
+      read against it; zeros, and not read, when it was not finite).
     rate: the rate :math:`\\alpha` the network decides on: the base :math:`b` (``estimate``)
       times the network's multiplier; ``lr`` is it times the schedule's shape.
     estimate: the base :math:`b`: ``init_value`` when given, else the running estimate
