@@ -31,9 +31,10 @@ def dot(a, b):
 
 def dots(pairs: list[tuple[Any, Any]]) -> jax.Array:
   """The inner products :math:`a \\cdot b` of pairs of vectors of one length, in one pass: their
-  products stacked and summed row by row. One kernel where a ``dot`` each is one kernel each,
-  and each sum is ``dot``'s bit for bit (XLA sums a row of a stack as it sums a vector;
-  ``tests/test_learned.py`` checks it).
+  products stacked and summed row by row: one kernel for the sums where a ``dot`` each is a
+  kernel each. On XLA's CPU backend each sum is ``dot``'s bit for bit (a row of a stack is
+  summed as a vector is; ``tests/test_learned.py`` checks it); another backend may order a
+  row's sum otherwise, within float32 rounding.
 
   Returns:
     A float32 vector: entry ``i`` is ``dot(*pairs[i])``.
