@@ -1,7 +1,8 @@
 """Per-step cost of lrjax's stateful schedules against a constant learning rate.
 
 A jitted ``lax.scan`` training loop dominated by the optimizer: Adam on 2M+
-float32 parameters with a trivial quadratic loss. Variants, all measured in one
+float32 parameters with a trivial quadratic loss (``--model mlp``: a small tanh network's
+forward and backward pass besides, as in training). Variants, all measured in one
 run, interleaved round by round so machine noise hits each alike:
 
 - ``optax.adam(lr)`` at a constant learning rate (the anchor);
@@ -26,7 +27,7 @@ counted there).
 
 Usage:
   python benchmarks/step_overhead.py [--params 2097152] [--steps 200] [--rounds 21]
-      [--only learned,hypergradient]
+      [--only learned,hypergradient] [--model quadratic|mlp]
   # on a GPU: the same command; the header names the backend and the device
   # on a CPU of few cores, pinned to one: taskset -c 0 python benchmarks/step_overhead.py ...
   # (at 4k parameters a scalar-state row then moves by at most 0.04 between runs, where on
@@ -106,21 +107,51 @@ def _loss(params):
   return 0.5 * jnp.mean(params["w"] ** 2) + 0.5 * jnp.mean(params["b"] ** 2)
 
 
-def _step(tx):
+#: ``--model mlp``: a tanh MLP from MLP_WIDTH inputs to MLP_WIDTH outputs on one fixed batch.
+MLP_WIDTH, MLP_BATCH = 32, 64
+
+
+def model(kind: str, n_params: int):
+  """``(params, loss_fn)``: ``quadratic``, a square matrix and a vector under a quadratic loss
+  (the gradient is a scaled copy of the parameters: the update alone is timed); ``mlp``, a
+  one-hidden-layer tanh network with about ``n_params`` parameters regressing
+  ``sin(x R)`` on a fixed batch of ``MLP_BATCH`` inputs (a forward and a backward pass of
+  matrix products, whose gradients are written out as a real model's are)."""
+  if kind == "quadratic":
+    side = int(n_params ** 0.5)
+    return {"w": jnp.ones((side, side), jnp.float32), "b": jnp.ones((side,), jnp.float32)}, _loss
+  d = MLP_WIDTH
+  hidden = max(1, (n_params - d) // (2 * d + 1))
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  x = jax.random.normal(keys[0], (MLP_BATCH, d), jnp.float32)
+  y = jnp.sin(x @ jax.random.normal(keys[1], (d, d), jnp.float32))
+  params = {"w1": jax.random.normal(keys[2], (d, hidden), jnp.float32) / d ** 0.5,
+            "b1": jnp.zeros((hidden,), jnp.float32),
+            "w2": jax.random.normal(keys[3], (hidden, d), jnp.float32) / hidden ** 0.5,
+            "b2": jnp.zeros((d,), jnp.float32)}
+
+  def loss(p):
+    h = jnp.tanh(x @ p["w1"] + p["b1"])
+    return 0.5 * jnp.mean((h @ p["w2"] + p["b2"] - y) ** 2)
+  return params, loss
+
+
+def _step(tx, loss=_loss):
   """One training update as the timed scan runs it (the gradient depends on the loss:
   ``lrjax.bench.hlo.training_step``)."""
-  return training_step(tx, _loss)
+  return training_step(tx, loss)
 
 
-def step_cost(tx, params):
+def step_cost(tx, params, loss=_loss):
   """The per-call path of one update on donated buffers, as the scan runs it
-  (``lrjax.bench.hlo``)."""
-  return per_step_cost(_step(tx), params, tx.init(params), large=params["b"].size ** 2,
-                       donate=True)
+  (``lrjax.bench.hlo``); a kernel over at least the largest leaf's size is O(params)."""
+  return per_step_cost(_step(tx, loss), params, tx.init(params),
+                       large=max(x.size for x in jax.tree.leaves(params)), donate=True)
 
 
-def make_run(tx, n_params: int, steps: int):
-  step = _step(tx)
+def make_run(tx, n_params: int, steps: int, kind: str = "quadratic"):
+  params, loss = model(kind, n_params)
+  step = _step(tx, loss)
 
   def train(params, opt_state):
     def body(carry, _):
@@ -129,11 +160,9 @@ def make_run(tx, n_params: int, steps: int):
     (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), None, length=steps)
     return params, opt_state, losses[-1]
 
-  side = int(n_params ** 0.5)
-  params = {"w": jnp.ones((side, side), jnp.float32), "b": jnp.ones((side,), jnp.float32)}
   opt_state = tx.init(params)
   compiled = jax.jit(train, donate_argnums=(0, 1)).lower(params, opt_state).compile()
-  return compiled, params, opt_state
+  return compiled, params, opt_state, loss
 
 
 def _at_least(low: int):
@@ -154,6 +183,9 @@ def main() -> None:
   parser.add_argument("--params", type=_at_least(4), default=2_097_152)
   parser.add_argument("--steps", type=_at_least(1), default=200)
   parser.add_argument("--rounds", type=_at_least(1), default=21)
+  parser.add_argument("--model", choices=("quadratic", "mlp"), default="quadratic",
+                      help="quadratic: the update alone (the default); mlp: a small network's "
+                      "forward and backward pass besides (see model())")
   parser.add_argument("--only", default="",
                       help="comma-separated substrings: run only the variants whose name holds "
                       "one (the anchor always runs)")
@@ -163,8 +195,8 @@ def main() -> None:
   for name, tx in variants(args.steps).items():
     if wanted and "(anchor)" not in name and not any(w in name for w in wanted):
       continue
-    compiled, params, opt_state = make_run(tx, args.params, args.steps)
-    costs[name] = step_cost(tx, params)
+    compiled, params, opt_state, loss = make_run(tx, args.params, args.steps, args.model)
+    costs[name] = step_cost(tx, params, loss)
     runs[name] = [compiled, params, opt_state]
   n = sum(x.size for x in jax.tree.leaves(next(iter(runs.values()))[1]))
   times = {name: [] for name in runs}
@@ -182,7 +214,8 @@ def main() -> None:
   device = jax.devices()[0]
   print(f"# jax {jax.__version__}, optax {optax.__version__}, lrjax {lrjax.__version__}, "
         f"backend {jax.default_backend()} ({device.device_kind}), {platform.machine()}; "
-        f"{n:,} parameters, {args.steps} steps a scan, median of {args.rounds} interleaved rounds")
+        f"{n:,} parameters ({args.model}), {args.steps} steps a scan, median of {args.rounds} "
+        f"interleaved rounds")
   print("| variant | ms / step (median) | ratio (median) | ms / step (best) | ratio (best) | "
         "kernels / update | O(params) kernels | O(params) copies | while loops | "
         "O(params) selects |")
