@@ -195,8 +195,8 @@ def gru_step(weights: dict[str, Any], hidden: jax.Array, x: jax.Array
 
 def _symlog_rel(a, b):
   """A scale-free, bounded relative difference of two levels: sign(d) log(1 + 100 |d|)."""
-  d = (a - b) / jnp.maximum(jnp.abs(b), 1e-12)
-  return jnp.sign(d) * jnp.log1p(100.0 * jnp.abs(d))
+  diff = a - b
+  return jnp.sign(diff) * jnp.log1p(100.0 * (jnp.abs(diff) / jnp.maximum(jnp.abs(b), 1e-12)))
 
 
 def _safe_log(x):
