@@ -203,6 +203,25 @@ def _safe_log(x):
   return jnp.log(jnp.maximum(x, 1e-30))
 
 
+#: XLA's CPU backend fuses a concatenate with its operands' producers only up to about this
+#: many operands; beyond, each operand is a kernel of its own.
+_FUSED_CONCAT = 7
+
+
+def _join(values: list[Any]) -> jax.Array:
+  """``jnp.stack(values)`` (float32 scalars) in one kernel with their producers: stacks of at
+  most ``_FUSED_CONCAT`` joined by pads and a select (a concatenate of stacks is merged back
+  into one concatenate of all of them)."""
+  n = len(values)
+  zero = jnp.zeros((), jnp.float32)
+  out = None
+  for start in range(0, n, _FUSED_CONCAT):
+    part = jnp.stack(values[start:start + _FUSED_CONCAT]).astype(jnp.float32)
+    placed = jax.lax.pad(part, zero, [(start, n - start - part.shape[0], 0)])
+    out = placed if out is None else jnp.where(jnp.arange(n) < start, out, placed)
+  return out
+
+
 def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array,
              cosine: jax.Array, step_sq: jax.Array, param_sq: jax.Array, lr: jax.Array,
              estimate: Optional[jax.Array], total_steps: Optional[int]) -> jax.Array:
@@ -232,13 +251,13 @@ def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array
   # Without an estimate (``estimate`` None) the base does not grow: 0, not log(b) - log(b).
   grown = (_safe_log(estimate) - _safe_log(state.estimate) if estimate is not None
            else as_float(0.0))
-  x = jnp.stack([
+  x = _join([
       trends[0], trends[1], trends[2], _symlog_rel(loss, mid),
       _safe_log(grad_sq) - _safe_log(state.grad_sq),
       jnp.where((param_sq > 0) & (step_sq >= 0), jnp.log10(jnp.maximum(ratio, 1e-30)) + 3.0,
                 0.0),
       cosine, state.cosine_avg, state.noise - 0.5, progress, has,
-      _safe_log(lr) - _safe_log(state.estimate), grown]).astype(jnp.float32)
+      _safe_log(lr) - _safe_log(state.estimate), grown])
   return jnp.clip(jnp.where(jnp.isfinite(x), x, 0.0), -FEATURE_CLIP, FEATURE_CLIP)
 
 
@@ -387,9 +406,12 @@ def _running_statistics(state: LearnedControllerFields, loss: jax.Array, grad_sq
   levels = jnp.where(started, betas * state.loss_levels + (1 - betas) * loss,
                      jnp.full((3,), loss, jnp.float32))
   best = jnp.where(started, jnp.minimum(state.best_level, levels[1]), levels[1])
-  norms = jnp.sqrt(grad_sq * state.prev_grad_sq)
-  cosine = jnp.where(have_prev & (norms > 0),
-                     jnp.clip(cross / jnp.where(norms > 0, norms, 1.0), -1.0, 1.0), 0.0)
+  # ``product > 0`` is ``sqrt(product) > 0`` for every float (NaN and denormals included):
+  # read so, the square root has one consumer and XLA fuses it there.
+  product = grad_sq * state.prev_grad_sq
+  cosine = jnp.where(have_prev & (product > 0),
+                     jnp.clip(cross / jnp.where(product > 0, jnp.sqrt(product), 1.0), -1.0,
+                              1.0), 0.0)
   denom = grad_sq + state.prev_grad_sq
   noise_now = jnp.where(denom > 0, jnp.clip((denom - 2 * cross)
                                             / jnp.where(denom > 0, denom, 1.0), 0.0, 2.0),
