@@ -194,7 +194,8 @@ def gru_step(weights: dict[str, Any], hidden: jax.Array, x: jax.Array
 
 
 def _symlog_rel(a, b):
-  """A scale-free, bounded relative difference of two levels: sign(d) log(1 + 100 |d|)."""
+  """A scale-free, bounded relative difference of two levels: sign(d) log(1 + 100 |d|) with
+  d = (a - b) / max(|b|, 1e-12), computed from a - b so the divide is read once."""
   diff = a - b
   return jnp.sign(diff) * jnp.log1p(100.0 * (jnp.abs(diff) / jnp.maximum(jnp.abs(b), 1e-12)))
 
@@ -214,11 +215,13 @@ def _join(values: list[Any]) -> jax.Array:
   into one concatenate of all of them)."""
   n = len(values)
   zero = jnp.zeros((), jnp.float32)
-  out = None
-  for start in range(0, n, _FUSED_CONCAT):
-    part = jnp.stack(values[start:start + _FUSED_CONCAT]).astype(jnp.float32)
+  parts = [jnp.stack(values[start:start + _FUSED_CONCAT]).astype(jnp.float32)
+           for start in range(0, n, _FUSED_CONCAT)]
+  out = jax.lax.pad(parts[0], zero, [(0, n - parts[0].shape[0], 0)])
+  for k, part in enumerate(parts[1:], 1):
+    start = k * _FUSED_CONCAT
     placed = jax.lax.pad(part, zero, [(start, n - start - part.shape[0], 0)])
-    out = placed if out is None else jnp.where(jnp.arange(n) < start, out, placed)
+    out = jnp.where(jnp.arange(n) < start, out, placed)
   return out
 
 
