@@ -204,27 +204,6 @@ def _safe_log(x):
   return jnp.log(jnp.maximum(x, 1e-30))
 
 
-#: XLA's CPU backend fuses a concatenate with its operands' producers only up to about this
-#: many operands; beyond, each operand is a kernel of its own.
-_FUSED_CONCAT = 7
-
-
-def _join(values: list[Any]) -> jax.Array:
-  """``jnp.stack(values)`` (float32 scalars) in one kernel with their producers: stacks of at
-  most ``_FUSED_CONCAT`` joined by pads and a select (a concatenate of stacks is merged back
-  into one concatenate of all of them)."""
-  n = len(values)
-  zero = jnp.zeros((), jnp.float32)
-  parts = [jnp.stack(values[start:start + _FUSED_CONCAT]).astype(jnp.float32)
-           for start in range(0, n, _FUSED_CONCAT)]
-  out = jax.lax.pad(parts[0], zero, [(0, n - parts[0].shape[0], 0)])
-  for k, part in enumerate(parts[1:], 1):
-    start = k * _FUSED_CONCAT
-    placed = jax.lax.pad(part, zero, [(start, n - start - part.shape[0], 0)])
-    out = jnp.where(jnp.arange(n) < start, out, placed)
-  return out
-
-
 def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array,
              cosine: jax.Array, step_sq: jax.Array, param_sq: jax.Array, lr: jax.Array,
              estimate: Optional[jax.Array], total_steps: Optional[int]) -> jax.Array:
@@ -254,7 +233,7 @@ def features(state: LearnedControllerFields, loss: jax.Array, grad_sq: jax.Array
   # Without an estimate (``estimate`` None) the base does not grow: 0, not log(b) - log(b).
   grown = (_safe_log(estimate) - _safe_log(state.estimate) if estimate is not None
            else as_float(0.0))
-  x = _join([
+  x = _packed.join_scalars([
       trends[0], trends[1], trends[2], _symlog_rel(loss, mid),
       _safe_log(grad_sq) - _safe_log(state.grad_sq),
       jnp.where((param_sq > 0) & (step_sq >= 0), jnp.log10(jnp.maximum(ratio, 1e-30)) + 3.0,
