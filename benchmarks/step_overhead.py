@@ -69,8 +69,7 @@ def floor_transform() -> optax.GradientTransformation:
     del params
     count, scale = state
     scale = jnp.where(count > 5, scale * 0.9999999, scale)
-    return (jax.tree.map(lambda u: u * scale, updates),
-            (jnp.minimum(count + 1, jnp.iinfo(jnp.int32).max - 1), scale))
+    return jax.tree.map(lambda u: u * scale, updates), (optax.safe_increment(count), scale)
   return optax.GradientTransformation(init_fn, update_fn)
 
 
